@@ -1,0 +1,40 @@
+"""The collaborators the lifecycle delegates to, as protocols (Tekton's Waiter/Runner/PostWriter).
+
+Kept apart from the implementations so that the step's hot path never imports ``typing`` at run
+time: the modules that use these names import this one only for type checking.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from entrypoint._internal.context import Context
+from entrypoint.termination import RunResult
+
+
+class FlagValue(Protocol):
+    """What a Go-style flag stores.  ``set`` raises FlagValueError with the reason on bad input."""
+
+    is_bool: bool
+
+    def set(self, value: str) -> None: ...
+
+    def string(self) -> str: ...
+
+
+class Waiter(Protocol):
+    def wait(self, ctx: Context, file: str, expect_content: bool, breakpoint_on_failure: bool) -> None: ...
+
+
+class Runner(Protocol):
+    def run(self, ctx: Context, args: list[str]) -> None: ...
+
+
+class PostWriter(Protocol):
+    def write(self, file: str, content: str) -> None: ...
+
+
+class ResultsSigner(Protocol):
+    """Turns one results phase's entries into the signing entries appended after them."""
+
+    def sign(self, ctx: Context, entries: list[RunResult]) -> list[RunResult]: ...
