@@ -1,0 +1,276 @@
+"""Tekton termination messages: the entries a step reports, their wire form, and their parsing.
+
+A container's termination message is a JSON array of ``{"key","value","resourceName","type"}``
+entries, optionally compressed as ``tknz:`` + unpadded base64 of a raw DEFLATE stream.  Kubernetes
+keeps at most 4096 bytes of it.  This module is public: the verifier and controllers use
+:func:`parse_message` exactly as Tekton's controller parses the message.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import IntEnum
+
+from entrypoint._internal.gojson import decode_go_bytes, go_string
+from entrypoint.errors import MessageLengthError, TerminationMessageError
+
+# Importing only what writing needs keeps a step's start-up short: parsing (json, re), compression
+# (zlib, base64) and typing are loaded where they are used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
+
+MAX_MESSAGE_BYTES = 4096
+MAX_DECOMPRESSED_BYTES = 128 * 1024
+COMPRESSED_PREFIX = "tknz:"
+
+
+class ResultType(IntEnum):
+    UNSET = 0
+    TASK_RUN_RESULT = 1
+    INTERNAL = 3
+    STEP_RESULT = 4
+    STEP_ARTIFACTS = 5
+    TASK_RUN_ARTIFACTS = 6
+    UNKNOWN = 10
+
+
+_TYPE_ALIASES = {
+    "TaskRunResult": ResultType.TASK_RUN_RESULT,
+    "InternalTektonResult": ResultType.INTERNAL,
+    "StepResult": ResultType.STEP_RESULT,
+    "StepArtifactsResult": ResultType.STEP_ARTIFACTS,
+    "TaskRunArtifactsResult": ResultType.TASK_RUN_ARTIFACTS,
+}
+
+
+class RunResult:
+    """One termination-message entry.  ``type`` stays an int: unknown codes must round-trip.
+
+    Immutable and comparable by value (a plain class: ``dataclasses`` costs a step ~5 ms to import).
+    """
+
+    __slots__ = ("key", "resource_name", "type", "value")
+    key: str
+    value: str
+    type: int
+    resource_name: str
+
+    def __init__(self, key: str, value: str, type: int = 0, resource_name: str = "") -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "resource_name", resource_name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RunResult is immutable; cannot set {name}")
+
+    def _key(self) -> tuple[str, str, int, str]:
+        return (self.key, self.value, self.type, self.resource_name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunResult) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"RunResult(key={self.key!r}, value={self.value!r}, type={self.type!r}, "
+            f"resource_name={self.resource_name!r})"
+        )
+
+    def to_json_obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"key": self.key, "value": self.value}
+        if self.resource_name:
+            obj["resourceName"] = self.resource_name
+        if self.type:
+            obj["type"] = self.type
+        return obj
+
+    def to_json(self) -> str:
+        """Go's encoding of the entry: field order key, value, resourceName, type."""
+        out = '{"key":' + go_string(self.key) + ',"value":' + go_string(self.value)
+        if self.resource_name:
+            out += ',"resourceName":' + go_string(self.resource_name)
+        if self.type:
+            out += f',"type":{self.type}'
+        return out + "}"
+
+    def is_zero(self) -> bool:
+        return not (self.key or self.value or self.resource_name or self.type)
+
+
+# -- encoding ----------------------------------------------------------------------------------------
+
+
+def encode_entries(entries: Iterable[RunResult]) -> bytes:
+    """Compact Go JSON of the entries (``[]`` when empty)."""
+    return ("[" + ",".join(e.to_json() for e in entries) + "]").encode("utf-8", "surrogatepass")
+
+
+def compress(json_bytes: bytes) -> bytes:
+    import base64
+    import zlib
+
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = deflate.compress(json_bytes) + deflate.flush()
+    return COMPRESSED_PREFIX.encode() + base64.b64encode(raw).rstrip(b"=")
+
+
+def encode_message(entries: Sequence[RunResult], compressed: bool = False) -> bytes:
+    """The bytes Tekton would write: compressed only when strictly shorter than the JSON."""
+    plain = encode_entries(entries)
+    if compressed:
+        packed = compress(plain)
+        if len(packed) < len(plain):
+            return packed
+    return plain
+
+
+def check_size(message: bytes) -> None:
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise MessageLengthError()
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def decompress(text: str) -> str:
+    """Inverse of :func:`compress` for a message with the ``tknz:`` prefix already removed."""
+    import zlib
+
+    from entrypoint._internal.gojson import Base64Error, decode_go_base64
+
+    try:
+        raw = decode_go_base64(text.encode("utf-8", "surrogatepass"), padded=False)
+    except Base64Error as exc:
+        raise TerminationMessageError(f"decompressing termination message: base64 decode: {exc}") from exc
+    inflater = zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(raw, MAX_DECOMPRESSED_BYTES + 1)
+    except zlib.error as exc:
+        raise TerminationMessageError(f"decompressing termination message: flate decompress: {exc}") from exc
+    if len(out) > MAX_DECOMPRESSED_BYTES:
+        raise TerminationMessageError(
+            "decompressing termination message: decompressed termination message exceeds "
+            f"{MAX_DECOMPRESSED_BYTES} byte limit"
+        )
+    if not inflater.eof:
+        raise TerminationMessageError("decompressing termination message: flate decompress: unexpected EOF")
+    return decode_go_bytes(out)
+
+
+def parse_entries(message: str) -> list[RunResult]:
+    """Decompress (if needed) and decode the entries, keeping order and duplicates.
+
+    This is what the entrypoint itself does before appending to an existing file.
+    """
+    from entrypoint._internal.termparse import decode_entries
+
+    text = message
+    if text.startswith(COMPRESSED_PREFIX):
+        text = decompress(text[len(COMPRESSED_PREFIX) :])
+    return decode_entries(text)
+
+
+def parse_message(message: str) -> list[RunResult]:
+    """Parse a termination message as Tekton's controller does (``termination.ParseMessage``):
+    drop all-zero entries, keep the last entry per key whatever its type, sort by key."""
+    if message == "":
+        return []
+    by_key: dict[str, RunResult] = {}
+    for entry in parse_entries(message):
+        if entry.is_zero():
+            continue
+        by_key[entry.key] = entry
+    return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
+
+
+# -- writing -----------------------------------------------------------------------------------------
+
+
+def read_existing(path: str, compressed: bool, log: Any = None) -> list[RunResult]:
+    """Entries already in the termination file; unparsable content is dropped, as Tekton does."""
+    try:
+        with open(path, "rb") as f:
+            content = decode_go_bytes(f.read())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise TerminationMessageError(f"reading termination message {path}: {exc.strerror or exc}") from exc
+    if not content.strip():
+        return []
+    try:
+        return parse_entries(content)
+    except TerminationMessageError:
+        if compressed and log is not None:
+            log("Failed to parse existing termination message, previous results will be lost")
+        return []
+
+
+def write_message(
+    path: str, new_entries: Sequence[RunResult], compressed: bool = False, log: Any = None
+) -> bytes:
+    """Append ``new_entries`` to the termination file at ``path`` (Tekton's ``WriteMessage``).
+
+    The file is rewritten as a whole; if the result would exceed 4096 bytes nothing is written and
+    :class:`MessageLengthError` is raised.  Returns the bytes written.
+    """
+    entries = read_existing(path, compressed, log) + list(new_entries)
+    message = encode_message(entries, compressed)
+    check_size(message)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(message)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return message
+
+
+class TerminationFile:
+    """The termination file of one step, appended to up to three times per run (spec §6.1).
+
+    Each append re-reads the file, as Tekton does, but content this object wrote itself is not
+    parsed again: the step's hot path then never loads the JSON decoder.
+    """
+
+    def __init__(self, path: str, compressed: bool = False, log: Any = None) -> None:
+        self.path = path
+        self.compressed = compressed
+        self.log = log
+        self._written: bytes | None = None
+        self._entries: list[RunResult] = []
+
+    def _existing(self) -> list[RunResult]:
+        if self._written is not None:
+            try:
+                with open(self.path, "rb") as f:
+                    if f.read() == self._written:
+                        return list(self._entries)
+            except OSError:
+                pass
+        return read_existing(self.path, self.compressed, self.log)
+
+    def append(self, new_entries: Sequence[RunResult]) -> bytes:
+        entries = self._existing() + list(new_entries)
+        message = encode_message(entries, self.compressed)
+        check_size(message)
+        _write_file(self.path, message)
+        self._written, self._entries = message, entries
+        return message
+
+
+def _write_file(path: str, message: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(message)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
