@@ -1,0 +1,352 @@
+"""The step lifecycle (spec §4.1, R0-R11): wait, run, write post files, collect results.
+
+The Entrypointer owns the order of the stages and delegates each to a collaborator (waiter, runner,
+post writer, results signer) that tests can replace, as Tekton's ``Entrypointer`` does.  It returns
+normally or raises the lifecycle error; mapping that to a process exit status is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from entrypoint._internal.context import Context
+from entrypoint._internal.gopath import join
+from entrypoint._internal.layout import Layout
+from entrypoint._internal.results import format_started_at, phase_enabled, read_artifact, read_results
+from entrypoint.errors import (
+    ChildExitError,
+    ContextCanceled,
+    ContextError,
+    DeadlineExceeded,
+    DebugBeforeStepError,
+    EntrypointError,
+    ResultsError,
+    SkipError,
+)
+from entrypoint.termination import ResultType, RunResult, TerminationFile
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, MutableMapping
+
+    from entrypoint._internal.seams import PostWriter, ResultsSigner, Runner, Waiter
+    from entrypoint._internal.when import WhenExpression
+
+    Log = Callable[[str], None]
+
+RESULT_FROM_TERMINATION_MESSAGE = "termination-message"
+STEP_REFERENCE = "$(steps."
+
+
+class Fatal(EntrypointError):
+    pass
+
+
+class StepConfig:
+    """What the lifecycle needs to know about one step (plain data; see cli.py for the flags).
+
+    A plain class rather than a dataclass: ``dataclasses`` imports ``inspect``, ~5 ms per step.
+    """
+
+    def __init__(
+        self,
+        command: list[str] | None = None,
+        wait_files: list[str] | None = None,
+        wait_file_content: bool = False,
+        post_file: str = "",
+        termination_path: str = "/tekton/termination",
+        results: list[str] | None = None,
+        step_results: list[str] | None = None,
+        when_expressions: list[WhenExpression] | None = None,
+        timeout_ns: int = 0,
+        breakpoint_on_failure: bool = False,
+        debug_before_step: bool = False,
+        on_error: str = "",
+        step_metadata_dir: str = "",
+        result_from: str = RESULT_FROM_TERMINATION_MESSAGE,
+        compress: bool = False,
+        layout: Layout | None = None,
+    ) -> None:
+        self.command = command or []
+        self.wait_files = wait_files or []
+        self.wait_file_content = wait_file_content
+        self.post_file = post_file
+        self.termination_path = termination_path
+        self.results = results or []
+        self.step_results = step_results or []
+        self.when_expressions = when_expressions or []
+        self.timeout_ns = timeout_ns
+        self.breakpoint_on_failure = breakpoint_on_failure
+        self.debug_before_step = debug_before_step
+        self.on_error = on_error
+        self.step_metadata_dir = step_metadata_dir
+        self.result_from = result_from
+        self.compress = compress
+        self.layout = layout or Layout()
+
+
+def _internal(key: str, value: str) -> RunResult:
+    return RunResult(key, value, int(ResultType.INTERNAL))
+
+
+class Entrypointer:
+    def __init__(
+        self,
+        config: StepConfig,
+        waiter: Waiter,
+        runner: Runner,
+        post_writer: PostWriter,
+        log: Log,
+        signer: ResultsSigner | None = None,
+        env: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.cfg = config
+        self.waiter = waiter
+        self.runner = runner
+        self.post_writer = post_writer
+        self.log = log
+        self.signer = signer
+        self.env: MutableMapping[str, str] = os.environ if env is None else env
+        self.run_ctx: Context = Context.background()
+        self.termination = TerminationFile(config.termination_path, config.compress, log)
+
+    # -- R0: the finaliser ------------------------------------------------------------------------
+
+    def go(self) -> None:
+        out: list[RunResult] = []
+        try:
+            self._go(out)
+        except Fatal:
+            raise
+        except BaseException:
+            self._finalise(out)
+            raise
+        self._finalise(out)
+
+    def _finalise(self, out: list[RunResult]) -> None:
+        try:
+            self._write_termination(out)
+        except EntrypointError as exc:
+            raise Fatal(f"Error while writing message: {exc}") from exc
+
+    def _write_termination(self, entries: list[RunResult]) -> None:
+        self.termination.append(entries)
+
+    # -- the lifecycle ------------------------------------------------------------------------------
+
+    def _go(self, out: list[RunResult]) -> None:
+        cfg = self.cfg
+        for sub in ("results", "artifacts"):
+            try:
+                os.makedirs(join(cfg.step_metadata_dir, sub), 0o777, exist_ok=True)
+            except OSError as exc:
+                raise ResultsError(f"mkdir {join(cfg.step_metadata_dir, sub)}: {exc.strerror}") from exc
+
+        for wait_file in cfg.wait_files:
+            try:
+                self.waiter.wait(
+                    Context.background(), wait_file, cfg.wait_file_content, cfg.breakpoint_on_failure
+                )
+            except EntrypointError as exc:
+                if not cfg.breakpoint_on_failure:
+                    self._write_post(failed=True)
+                out.append(_internal("StartedAt", format_started_at()))
+                if isinstance(exc, SkipError):
+                    out.append(_internal("Reason", "Skipped"))
+                raise
+
+        err: EntrypointError | None = None
+        if cfg.debug_before_step:
+            err = self._wait_before_step()
+        out.append(_internal("StartedAt", format_started_at()))
+        if cfg.timeout_ns < 0:
+            err = EntrypointError("negative timeout specified")
+
+        if err is None:
+            command = self._substitute()
+            timeout = cfg.timeout_ns / 1e9 if cfg.timeout_ns > 0 else None
+            self.run_ctx = Context(timeout)
+            watch_ctx = Context(parent=self.run_ctx)
+            self._watch_cancel_file(watch_ctx)
+            try:
+                err = self._run_if_allowed(command, out)
+            finally:
+                watch_ctx.cancel()
+            if err is _SKIPPED:
+                return
+
+        self._classify(err, out)
+
+        if phase_enabled(cfg.results):
+            self._results_phase(cfg.results, cfg.layout.results_dir, ResultType.TASK_RUN_RESULT)
+        if phase_enabled(cfg.step_results):
+            self._results_phase(
+                cfg.step_results, join(cfg.step_metadata_dir, "results"), ResultType.STEP_RESULT
+            )
+
+        if cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE:
+            for path, rtype, what in (
+                (
+                    join(cfg.step_metadata_dir, "artifacts", "provenance.json"),
+                    ResultType.STEP_ARTIFACTS,
+                    "step",
+                ),
+                (cfg.layout.task_artifacts_file, ResultType.TASK_RUN_ARTIFACTS, "task"),
+            ):
+                try:
+                    artifact = read_artifact(path, rtype)
+                except ResultsError as exc:
+                    raise Fatal(f"Error while handling {what} artifacts: {exc}") from exc
+                if artifact is not None:
+                    out.append(artifact)
+
+        if err is not None:
+            raise err
+
+    def _run_if_allowed(self, command: list[str], out: list[RunResult]) -> EntrypointError | None:
+        allowed = True
+        if self.cfg.when_expressions:
+            from entrypoint._internal.when import allow_exec
+
+            try:
+                allowed = allow_exec(self.cfg.when_expressions)
+            except EntrypointError as exc:
+                return exc
+        if not allowed:
+            self.log("Step was skipped due to when expressions were evaluated to false.")
+            out.append(_internal("Reason", "Skipped"))
+            self._write_post(failed=False)
+            self._write_exit_code("0")
+            return _SKIPPED
+        try:
+            self.runner.run(self.run_ctx, command)
+        except EntrypointError as exc:
+            return exc
+        return None
+
+    def _classify(self, err: EntrypointError | None, out: list[RunResult]) -> None:
+        cfg = self.cfg
+        if isinstance(err, DebugBeforeStepError):
+            self._write_post(failed=True)
+        elif isinstance(err, ContextCanceled):
+            self._write_post(failed=True)
+            self._write_exit_code("killed")
+            out.append(_internal("Reason", "Cancelled"))
+        elif isinstance(err, DeadlineExceeded):
+            self._write_post(failed=True)
+            out.append(_internal("Reason", "TimeoutExceeded"))
+        elif err is not None and cfg.breakpoint_on_failure:
+            self.log("Skipping writing to PostFile")
+        elif cfg.on_error == "continue" and isinstance(err, ChildExitError):
+            self._write_post(failed=False)
+            self._write_exit_code(str(err.exit_code))
+            out.append(_internal("ExitCode", str(err.exit_code)))
+        elif err is None:
+            self._write_post(failed=False)
+            self._write_exit_code("0")
+        else:
+            self._write_post(failed=True)
+
+    def _results_phase(self, names: list[str], directory: str, rtype: ResultType) -> None:
+        entries = read_results(names, directory, rtype)
+        if self.signer is not None:
+            entries = entries + self.signer.sign(self.run_ctx, entries)
+        if self.cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE and entries:
+            self._write_termination(entries)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _needs_substitution(self) -> bool:
+        """Whether any ``$(steps...)`` reference can be present: most steps have none, and the
+        substitution code (regular expressions, JSON, tempfile) is then never imported."""
+        cfg = self.cfg
+        if any(STEP_REFERENCE in v for v in self.env.values()) or any(
+            STEP_REFERENCE in a for a in cfg.command
+        ):
+            return True
+        for w in cfg.when_expressions:
+            if (
+                STEP_REFERENCE in w.input
+                or STEP_REFERENCE in w.cel
+                or any(STEP_REFERENCE in v for v in w.values)
+            ):
+                return True
+        if len(cfg.command) == 1 and os.path.dirname(cfg.command[0]) == cfg.layout.scripts_dir:
+            try:
+                with open(cfg.command[0], "rb") as f:
+                    return STEP_REFERENCE.encode() in f.read()
+            except OSError:
+                return False
+        return False
+
+    def _substitute(self) -> list[str]:
+        if not self._needs_substitution():
+            return self.cfg.command
+        from entrypoint._internal import substitution
+
+        cfg = self.cfg
+        steps_dir = cfg.layout.steps_dir
+        outcome = substitution.substitute_step_results(
+            dict(self.env), cfg.when_expressions, cfg.command, steps_dir
+        )
+        self._apply_env(outcome.env)
+        cfg.when_expressions = outcome.when
+        command = outcome.command
+        if outcome.error is not None:
+            if isinstance(outcome.error, substitution.StepResultIndexError):
+                raise outcome.error
+            self.log(f"Error while substituting step results: {outcome.error}")
+        art = substitution.substitute_artifacts(command, dict(self.env), steps_dir, cfg.layout.scripts_dir)
+        self._apply_env(art.env)
+        if art.error is not None:
+            self.log(f"Error while substituting step artifacts: {art.error}")
+        return art.command
+
+    def _apply_env(self, env: dict[str, str]) -> None:
+        for key, value in env.items():
+            if self.env.get(key) != value:
+                self.env[key] = value
+
+    def _wait_before_step(self) -> EntrypointError | None:
+        post = self.cfg.post_file
+        self.log(
+            "debug before step breakpoint has taken effect, waiting for user's decision: "
+            "1) continue, use cmd: /tekton/debug/scripts/debug-beforestep-continue "
+            "2) fail-continue, use cmd: /tekton/debug/scripts/debug-beforestep-fail-continue"
+        )
+        target = post + ".beforestepexit"
+        try:
+            self.waiter.wait(Context.background(), target, False, False)
+        except EntrypointError:
+            err = DebugBeforeStepError()
+            self.log(f"error occurred while waiting for {target} : {err}")
+            return err
+        return None
+
+    def _watch_cancel_file(self, ctx: Context) -> None:
+        def watch() -> None:
+            try:
+                self.waiter.wait(ctx, self.cfg.layout.cancel_file, True, False)
+            except ContextError:
+                return
+            except EntrypointError as exc:
+                self.log(f"Error while waiting for cancellation: {exc}")
+                return
+            self.run_ctx.cancel()
+
+        threading.Thread(target=watch, name="cancel-watcher", daemon=True).start()
+
+    def _write_post(self, failed: bool) -> None:
+        if self.cfg.post_file:
+            self.post_writer.write(self.cfg.post_file + (".err" if failed else ""), "")
+
+    def _write_exit_code(self, content: str) -> None:
+        self.post_writer.write(join(self.cfg.step_metadata_dir, "exitCode"), content)
+
+
+class _Skipped(EntrypointError):
+    pass
+
+
+_SKIPPED = _Skipped("skipped by when expressions")

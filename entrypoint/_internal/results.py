@@ -1,0 +1,62 @@
+"""Collecting result and artifact files into termination entries (spec §5.1, §4.1 R8-R10)."""
+
+from __future__ import annotations
+
+import time
+
+from entrypoint._internal.gojson import decode_go_bytes
+from entrypoint._internal.gopath import join
+from entrypoint.errors import ResultsError
+from entrypoint.termination import ResultType, RunResult
+
+
+def phase_enabled(names: list[str]) -> bool:
+    """Tekton reads a phase only when its first name is non-empty (``-results ",a"`` reads nothing)."""
+    return bool(names) and names[0] != ""
+
+
+def read_results(names: list[str], directory: str, result_type: ResultType) -> list[RunResult]:
+    """The results that exist, in name order, each value being the file's exact bytes."""
+    out: list[RunResult] = []
+    for name in names:
+        if not name:
+            continue
+        path = join(directory, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ResultsError(f"read {path}: {exc.strerror or exc}") from exc
+        out.append(RunResult(name, decode_go_bytes(data), int(result_type)))
+    return out
+
+
+def read_artifact(path: str, result_type: ResultType) -> RunResult | None:
+    """The provenance file as one entry keyed by its full path; ``None`` if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ResultsError(f"open {path}: {exc.strerror or exc}") from exc
+    return RunResult(path, decode_go_bytes(data), int(result_type))
+
+
+def format_started_at(now_ns: int | None = None) -> str:
+    """Go layout ``2006-01-02T15:04:05.000Z07:00`` in local time, milliseconds truncated.
+
+    Built on ``time`` rather than ``datetime``, which would cost the step ~1 ms to import.
+    """
+    ns = time.time_ns() if now_ns is None else now_ns
+    seconds, rest = divmod(ns, 1_000_000_000)
+    t = time.localtime(seconds)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{rest // 1_000_000:03d}"
+    total = t.tm_gmtoff or 0
+    if total == 0:
+        return base + "Z"
+    sign = "+" if total > 0 else "-"
+    hours, rem = divmod(abs(total), 3600)
+    return f"{base}{sign}{hours:02d}:{rem // 60:02d}"
