@@ -1,0 +1,200 @@
+"""Go-compatible quoting, error texts and file operations shared by the credential writers.
+
+Strings that come from argv or from secret files are Python ``str`` decoded with
+``surrogateescape``, so they carry arbitrary bytes exactly as Go's ``string`` does; every helper
+here re-encodes with ``surrogateescape`` to act on the same bytes Go would.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from entrypoint._internal import gopath
+from entrypoint.errors import EntrypointError, FlagValueError
+
+FS_ENCODING = "utf-8"
+FS_ERRORS = "surrogateescape"
+
+
+class CredentialError(EntrypointError):
+    """A credential secret could not be read or a credential file could not be written.
+
+    The text is the Go error text (for example ``open /tekton/creds-secrets/x/username: no such
+    file or directory``) because operators compare these log lines with the Go entrypoint's.
+    """
+
+
+def to_bytes(s: str) -> bytes:
+    return s.encode(FS_ENCODING, FS_ERRORS)
+
+
+def from_bytes(b: bytes) -> str:
+    return b.decode(FS_ENCODING, FS_ERRORS)
+
+
+# -- Go strconv.Quote --------------------------------------------------------------------------------
+
+_SHORT_ESCAPES = {
+    0x07: "\\a",
+    0x08: "\\b",
+    0x0C: "\\f",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x0B: "\\v",
+    0x22: '\\"',
+    0x5C: "\\\\",
+}
+
+
+def go_quote(s: str) -> str:
+    """Go's ``strconv.Quote`` (``%q``), including non-ASCII runes and invalid UTF-8 bytes.
+
+    goflag.go_quote only covers ASCII; URLs and paths here may hold any byte.
+    """
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        short = _SHORT_ESCAPES.get(code)
+        if short is not None:
+            out.append(short)
+        elif 0xDC80 <= code <= 0xDCFF:
+            # A byte that was not valid UTF-8 (surrogateescape): Go prints the raw byte as \xNN.
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\\ufffd")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def go_quote_bytes(b: bytes) -> str:
+    return go_quote(from_bytes(b))
+
+
+# -- Go os errors ------------------------------------------------------------------------------------
+
+
+def errno_text(code: int | None) -> str:
+    """The text of Go's ``syscall.Errno``: glibc's message with a lower-case first letter."""
+    if code is None:
+        return "unknown error"
+    try:
+        text = os.strerror(code)
+    except ValueError:
+        text = ""
+    if not text or text.startswith("Unknown error"):
+        return f"errno {code}"
+    return text[0].lower() + text[1:]
+
+
+def path_error(op: str, path: str, exc: OSError) -> CredentialError:
+    """Go's ``*fs.PathError`` text: ``<op> <path>: <errno text>``."""
+    return CredentialError(f"{op} {path}: {errno_text(exc.errno)}")
+
+
+# -- Go os file operations -------------------------------------------------------------------------
+
+
+def read_file(path: str) -> bytes:
+    """Go's ``os.ReadFile``: an open failure is reported as ``open …``, a read failure
+    (e.g. the path is a directory) as ``read …``."""
+    try:
+        fd = os.open(to_bytes(path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise path_error("open", path, exc) from exc
+    try:
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError as exc:
+                raise path_error("read", path, exc) from exc
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, path: str, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise path_error("write", path, exc) from exc
+        view = view[n:]
+
+
+def write_file(path: str, data: bytes, perm: int) -> None:
+    """Go's ``os.WriteFile``: create with ``perm`` (masked by umask), or truncate an existing
+    file and keep its mode."""
+    try:
+        fd = os.open(to_bytes(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm)
+    except OSError as exc:
+        raise path_error("open", path, exc) from exc
+    try:
+        _write_all(fd, path, data)
+    finally:
+        os.close(fd)
+
+
+def append_file(path: str, data: bytes, perm: int) -> None:
+    try:
+        fd = os.open(to_bytes(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, perm)
+    except OSError as exc:
+        raise path_error("open", path, exc) from exc
+    try:
+        _write_all(fd, path, data)
+    finally:
+        os.close(fd)
+
+
+def mkdir_all(path: str, perm: int) -> None:
+    """Go's ``os.MkdirAll``, with its error texts (an existing non-directory is ENOTDIR)."""
+    raw = to_bytes(path)
+    try:
+        st = os.stat(raw)
+    except OSError:
+        pass
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            return
+        raise CredentialError(f"mkdir {path}: {errno_text(errno.ENOTDIR)}")
+    parent = path.rstrip("/")
+    cut = parent.rfind("/")
+    if cut > 0:
+        mkdir_all(parent[:cut], perm)
+    try:
+        os.mkdir(raw, perm)
+    except OSError as exc:
+        # Another writer may have created it meanwhile; Go accepts an existing directory.
+        if os.path.isdir(raw):
+            return
+        raise path_error("mkdir", path, exc) from exc
+
+
+# -- flag values ---------------------------------------------------------------------------------------
+
+
+def split_secret_url(value: str) -> tuple[str, str]:
+    """Split ``secret=url`` on every ``=``, as Go does, so a URL holding ``=`` is rejected."""
+    parts = value.split("=")
+    if len(parts) != 2:
+        raise FlagValueError(f"expect entries of the form secret=url, got: {value}")
+    return parts[0], parts[1]
+
+
+def secret_file(secrets_dir: str, secret: str, key: str) -> str:
+    """``<secrets_dir>/<secret>/<key>``, built as Go does (``Sprintf`` then ``filepath.Join``)."""
+    return gopath.join(f"{secrets_dir}/{secret}", key)
