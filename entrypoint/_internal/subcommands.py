@@ -1,0 +1,166 @@
+"""The entrypoint's subcommands (spec §2.5): ``init``, ``cp``, ``step-init``, ``decode-script``.
+
+A subcommand runs only when the first positional leftover names it *and* the arity matches;
+otherwise the binary carries on as an entrypoint.  The init container uses ``init`` to copy this
+very executable into the shared ``/tekton/bin`` volume.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.gojson import Base64Error, decode_go_base64
+from entrypoint._internal.gopath import join
+from entrypoint._internal.layout import Layout
+from entrypoint.errors import EntrypointError, SubcommandError
+
+
+class StepInitFatal(EntrypointError):
+    """A fatal exit (Go's ``log.Fatalf``): the steps directory could not be created."""
+
+
+def _errno_text(exc: OSError) -> str:
+    """Go's syscall error text: the C library's message in lower case."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _os_error(op: str, path: str, exc: OSError) -> str:
+    """Go's ``*PathError`` text: ``<op> <path>: <errno text>``."""
+    return f"{op} {path}: {_errno_text(exc)}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def cp(src: str, dst: str) -> str:
+    # Go opens SRC with os.Open, which succeeds on a directory; the failure then comes from read.
+    try:
+        fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SubcommandError(_os_error("open", src, exc)) from exc
+    try:
+        try:
+            # Tekton neither truncates an existing destination nor changes its mode (0311 on create).
+            fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o311)
+        except OSError as exc:
+            raise SubcommandError(_os_error("open", dst, exc)) from exc
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd_in, 1 << 20)
+                except OSError as exc:
+                    raise SubcommandError(_os_error("read", src, exc)) from exc
+                if not chunk:
+                    break
+                try:
+                    _write_all(fd_out, chunk)
+                except OSError as exc:
+                    raise SubcommandError(_os_error("write", dst, exc)) from exc
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    return f"Copied {src} to {dst}"
+
+
+def step_init(layout: Layout, steps: list[str]) -> str:
+    steps_dir = layout.steps_dir
+    try:
+        os.makedirs(steps_dir, 0o777, exist_ok=True)
+    except OSError as exc:
+        failed = exc.filename if isinstance(exc.filename, str) else steps_dir
+        errno_text = "not a directory" if isinstance(exc, FileExistsError) else _errno_text(exc)
+        raise StepInitFatal(
+            f"Error creating steps directory {go_quote(steps_dir)}: mkdir {failed}: {errno_text}"
+        ) from exc
+    for i, name in enumerate(steps):
+        target = layout.run_status_dir(i)
+        # Go-join, not os.path.join: an absolute or dotted step name stays under the steps dir.
+        for link in (join(steps_dir, name), join(steps_dir, str(i))):
+            try:
+                os.symlink(target, link)
+            except FileExistsError:
+                continue  # container restarts must be idempotent; an existing link is kept
+            except OSError as exc:
+                raise SubcommandError(f"symlink {target} {link}: {_errno_text(exc)}") from exc
+    return "Setup /step directories"
+
+
+def decode_base64_std(data: bytes) -> bytes:
+    """Padded standard base64 ignoring CR/LF, with Go's error offsets (raises ValueError)."""
+    return decode_go_base64(data, padded=True)
+
+
+def decode_script(path: str) -> str:
+    prefix = f"error decoding script file {go_quote(path)}: "
+    reading = f"error reading from script file {go_quote(path)}: "
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SubcommandError(prefix + reading + _os_error("open", path, exc)) from exc
+    try:
+        chunks: list[bytes] = []
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+        except OSError as exc:
+            raise SubcommandError(prefix + reading + _os_error("read", path, exc)) from exc
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+        except OSError as exc:
+            raise SubcommandError(
+                prefix + f"error statting script file {go_quote(path)}: " + _os_error("stat", path, exc)
+            ) from exc
+    finally:
+        os.close(fd)
+    try:
+        decoded = decode_base64_std(b"".join(chunks))
+    except Base64Error as exc:
+        raise SubcommandError(prefix + f"error decoding script file {go_quote(path)}: {exc}") from exc
+    try:
+        # os.WriteFile: create-or-truncate; the permission bits only apply if it has to create.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise SubcommandError(
+            f"error writing decoded script file {go_quote(path)}: " + _os_error("open", path, exc)
+        ) from exc
+    try:
+        _write_all(fd, decoded)
+    except OSError as exc:
+        raise SubcommandError(
+            f"error writing decoded script file {go_quote(path)}: " + _os_error("write", path, exc)
+        ) from exc
+    finally:
+        os.close(fd)
+    return f"Decoded script {path}"
+
+
+def dispatch(args: list[str], layout: Layout) -> tuple[str, Callable[[], str]] | None:
+    """The subcommand named by ``args`` with its arity checked, or ``None`` (not a subcommand)."""
+    if not args:
+        return None
+    name = args[0]
+    if name == "init" and len(args) >= 3:
+        src, dst, steps = args[1], args[2], args[3:]
+
+        def run_init() -> str:
+            cp(src, dst)
+            step_init(layout, steps)
+            return "Entrypoint initialization"
+
+        return name, run_init
+    if name == "cp" and len(args) == 3:
+        src, dst = args[1], args[2]
+        return name, lambda: cp(src, dst)
+    if name == "decode-script" and len(args) == 2:
+        script = args[1]
+        return name, lambda: decode_script(script)
+    if name == "step-init":
+        steps = args[1:]
+        return name, lambda: step_init(layout, steps)
+    return None

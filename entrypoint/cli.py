@@ -1,0 +1,217 @@
+"""The ``entrypoint`` command: a thin layer that parses Tekton's flags, runs a subcommand or the
+step lifecycle, and maps the outcome to Tekton's exit statuses (spec §1, §4.10)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from entrypoint._internal import options
+from entrypoint._internal.creds import CredentialFlags, copy_to_home
+from entrypoint._internal.entrypointer import Entrypointer, Fatal, StepConfig
+from entrypoint._internal.goflag import FlagSet
+from entrypoint._internal.layout import Layout
+from entrypoint._internal.log import log
+from entrypoint._internal.postwriter import FilePostWriter
+from entrypoint._internal.runner import ProcessRunner
+from entrypoint._internal.waiter import FileWaiter
+from entrypoint.errors import (
+    ChildExitError,
+    ContextCanceled,
+    DeadlineExceeded,
+    DebugBeforeStepError,
+    EntrypointError,
+    HelpRequested,
+    MessageLengthError,
+    SkipError,
+    SubcommandError,
+    UsageError,
+)
+
+# Only the standard library is imported above, and only what every step needs: a step pays for
+# each import at start-up.  Everything else is imported where a feature needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from entrypoint._internal.seams import Waiter
+    from entrypoint._internal.when import WhenExpression
+
+EXIT_CANCELLED = 9  # Tekton exits with SIGKILL's number when a step is cancelled
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(args)
+    except Fatal as exc:
+        log(str(exc))
+        return 1
+
+
+def _main(args: list[str]) -> int:
+    layout = Layout.from_env()
+    fs = FlagSet(os.path.basename(sys.argv[0]) or "entrypoint")
+    creds = CredentialFlags(layout.creds_secrets_dir)
+    creds.register(fs)
+    bound = options.register(fs, layout.termination_file)
+    flag_args, command_args = options.split_args(args)
+    try:
+        leftovers = fs.parse(flag_args)
+    except HelpRequested:
+        return 0
+    except UsageError:
+        return 2
+    opts = bound.to_options(leftovers)
+
+    sub = None
+    if leftovers:
+        from entrypoint._internal.subcommands import StepInitFatal, dispatch
+
+        sub = dispatch(leftovers, layout)
+    if sub is not None:
+        name, run = sub
+        try:
+            log(run())
+        except StepInitFatal as exc:
+            log(str(exc))
+            return 1
+        except SubcommandError as exc:
+            log(f"{name} error: {exc}")
+            return 1
+        return 0
+
+    for message in creds.write(layout.creds_dir):
+        log(message)
+
+    if opts.entrypoint:
+        command = [opts.entrypoint, *command_args]
+    else:
+        from entrypoint._internal.platforms import current_platform, resolve_command
+
+        try:
+            platform_commands = os.environ.get("TEKTON_PLATFORM_COMMANDS")
+            command = resolve_command(platform_commands, current_platform()) + command_args
+        except EntrypointError as exc:
+            log(str(exc))
+            return 1
+
+    when: list[WhenExpression] = []
+    if opts.when_expressions:
+        from entrypoint._internal.when import decode_when_expressions
+
+        try:
+            when = decode_when_expressions(opts.when_expressions)
+        except EntrypointError as exc:
+            log(f"Error unmarshalling when expressions: {exc}")
+            return 1
+
+    if opts.enable_spire:
+        # Signing lands with the SPIRE issue; until then behave like Tekton's disable_spire build
+        # and refuse, rather than silently producing unsigned results.
+        log(
+            "Error: SPIRE is disabled in this build, but enableSpire was set to true. "
+            "Please recompile with SPIRE support."
+        )
+        return 1
+
+    for message in copy_to_home(layout.creds_dir, os.environ.get("HOME")):
+        log(message)
+
+    config = StepConfig(
+        command=command,
+        wait_files=opts.wait_file.split(","),
+        wait_file_content=opts.wait_file_content,
+        post_file=opts.post_file,
+        termination_path=opts.termination_path,
+        results=opts.results.split(","),
+        step_results=opts.step_results.split(","),
+        when_expressions=when,
+        timeout_ns=opts.timeout_ns,
+        breakpoint_on_failure=opts.breakpoint_on_failure,
+        debug_before_step=opts.debug_before_step,
+        on_error=opts.on_error,
+        step_metadata_dir=opts.step_metadata_dir,
+        result_from=opts.result_from,
+        compress=opts.compress_termination_message,
+        layout=layout,
+    )
+    waiter = FileWaiter()
+    hermetic = os.environ.get("TEKTON_RESOURCE_NAME", "") == "" and os.environ.get("TEKTON_HERMETIC") == "1"
+    runner = ProcessRunner(opts.stdout_path, opts.stderr_path, hermetic=hermetic)
+    entrypointer = Entrypointer(config, waiter, runner, FilePostWriter(), log)
+    try:
+        entrypointer.go()
+    except Fatal:
+        raise
+    except EntrypointError as exc:
+        return exit_status(exc, opts, waiter)
+    return 0
+
+
+def exit_status(err: EntrypointError, opts: options.Options, waiter: Waiter) -> int:
+    """Tekton's mapping from the lifecycle's error to the process exit status (spec §4.10)."""
+    from entrypoint._internal.substitution import StepResultIndexError
+
+    if isinstance(err, StepResultIndexError):
+        log(f"panic: {err}")  # Go crashes here with a runtime panic, whose exit status is 2
+        return 2
+    if isinstance(err, DebugBeforeStepError):
+        log("Skipping execute step script because before step breakpoint fail-continue")
+        return 1
+    if isinstance(err, SkipError):
+        log("Skipping step because a previous step failed")
+        return 1
+    if isinstance(err, MessageLengthError):
+        log(str(err))
+        return 1
+    if isinstance(err, ContextCanceled):
+        log("Step was cancelled")
+        return EXIT_CANCELLED
+    if isinstance(err, DeadlineExceeded):
+        log(str(err))
+        return 1
+    if isinstance(err, ChildExitError):
+        if opts.breakpoint_on_failure:
+            return breakpoint_exit(opts.post_file, waiter)
+        if opts.on_error != "continue":
+            return err.exit_code if err.exit_code >= 0 else 255
+        return 0
+    if opts.breakpoint_on_failure:
+        return breakpoint_exit(opts.post_file, waiter)
+    log(f"Error executing command: {err}")
+    return 1
+
+
+def breakpoint_exit(post_file: str, waiter: Waiter) -> int:
+    """Wait for the debugger's decision and exit with the code it wrote (0 if unreadable)."""
+    from entrypoint._internal.context import Context
+
+    log(
+        "Breakpoint on failure has taken effect, waiting for user's decision: "
+        "1) continue, use cmd: /tekton/debug/scripts/debug-continue "
+        "2) fail-continue, use cmd: /tekton/debug/scripts/debug-fail-continue"
+    )
+    path = post_file + ".breakpointexit"
+    try:
+        waiter.wait(Context.background(), path, False, False)
+    except EntrypointError as exc:
+        log(f"error occurred while waiting for {path} : {exc}")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        log(f"error occurred while reading breakpoint exit code : breakpoint postfile {path} not found")
+        return 0
+    except OSError as exc:
+        log(f"error occurred while reading breakpoint exit code : {exc}")
+        return 0
+    text = text.removesuffix("\n")
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        reason = f'strconv.Atoi: parsing "{text}": invalid syntax'
+        log(f"error occurred while reading breakpoint exit code : {reason}")
+        return 0
+    return int(text) & 0xFF
+
+
+if __name__ == "__main__":
+    sys.exit(main())
