@@ -1,0 +1,218 @@
+"""``make bench``: speed and memory of the entrypoint, measured side by side in one run.
+
+Figures are medians over N runs (min-max in brackets); the runs of the things being compared are
+interleaved so that machine noise hits both alike.  Nothing here is a pass/fail test: targets are
+printed beside the figures for a reader to judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROOT_ENV = "SIGNED_ENTRYPOINT_ROOT"
+
+
+@dataclass
+class Sample:
+    seconds: float
+    max_rss_kib: int
+
+
+def rusage_helper() -> str | None:
+    """Build tools/rusage.c once (it needs a C compiler; without one, memory is not reported)."""
+    out = REPO / "build" / "rusage"
+    src = REPO / "tools" / "rusage.c"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return str(out)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    out.parent.mkdir(exist_ok=True)
+    subprocess.run([cc, "-O2", "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+RUSAGE = rusage_helper()
+
+
+def spawn(argv: Sequence[str], env: dict[str, str] | None = None) -> Sample:
+    """Run a process to completion: wall time (timed directly), then peak RSS (through the helper,
+    in a second run, so that the helper's fork does not count in the time)."""
+    environ = env if env is not None else dict(os.environ)
+    quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], list(argv), environ, file_actions=quiet)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv} exited with {os.waitstatus_to_exitcode(status)}")
+    rss = -1
+    if RUSAGE is not None:
+        r, w = os.pipe()
+        actions = [*quiet, (os.POSIX_SPAWN_DUP2, w, 3)]
+        pid = os.posix_spawn(RUSAGE, [RUSAGE, *argv], environ, file_actions=actions)
+        os.close(w)
+        os.waitpid(pid, 0)
+        with os.fdopen(r) as f:
+            rss = int(f.read().strip() or -1)
+    return Sample(elapsed, rss)
+
+
+def fmt_ms(values: Sequence[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return f"{statistics.median(ms):7.1f} ms ({min(ms):.1f}-{max(ms):.1f})"
+
+
+def fmt_mib(values: Sequence[int]) -> str:
+    if any(v < 0 for v in values):
+        return "n/a (no C compiler for tools/rusage.c)"
+    mib = [v / 1024 for v in values]
+    return f"{statistics.median(mib):5.1f} MiB ({min(mib):.1f}-{max(mib):.1f})"
+
+
+def entrypoint_commands() -> dict[str, list[str]]:
+    """The ways to start the entrypoint that are worth comparing.
+
+    ``lean`` starts the interpreter as the packaged executable does (isolated, no ``site``), which is
+    what a step pays in the field; ``console-script`` is the developer install (``pip install -e``).
+    """
+    python = sys.executable
+    purelib = sysconfig.get_paths()["purelib"]
+    lean_code = (
+        f"import sys; sys.path[:0] = [{str(REPO)!r}, {purelib!r}]; sys.argv[0] = 'entrypoint'; "
+        "from entrypoint.cli import main; sys.exit(main())"
+    )
+    cmds = {"lean (-I -S)": [python, "-I", "-S", "-c", lean_code]}
+    script = Path(python).parent / "entrypoint"
+    if script.exists():
+        cmds["console-script"] = [str(script)]
+    binary = os.environ.get("ENTRYPOINT_BIN")
+    if binary:
+        cmds["binary"] = [binary]
+    return cmds
+
+
+def fast_tmp() -> str | None:
+    """A tmpfs directory: the termination file is fsync'ed (as Tekton does), and on a VM disk that
+    alone adds 0-12 ms at random, which would hide the entrypoint's own cost."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def bench_true_step(runs: int, cmds: dict[str, list[str]]) -> None:
+    true = shutil.which("true") or "/bin/true"
+    print(f"\n(a) one step running {true}: entrypoint vs {true} alone, {runs} runs each, interleaved")
+    with tempfile.TemporaryDirectory(dir=fast_tmp()) as tmp, tempfile.TemporaryDirectory() as disk:
+        variants = {name: (cmd, tmp) for name, cmd in cmds.items()}
+        first = next(iter(cmds))
+        variants[f"{first}, disk root"] = (cmds[first], disk)
+        samples: dict[str, list[Sample]] = {name: [] for name in ["/bin/true alone", *variants]}
+        for i in range(runs + 2):
+            warm = i < 2
+            s = spawn([true], {**os.environ, ROOT_ENV: tmp})
+            if not warm:
+                samples["/bin/true alone"].append(s)
+            for name, (cmd, root) in variants.items():
+                args = ["-post_file", f"{root}/out", "-termination_path", f"{root}/termination",
+                        "-step_metadata_dir", f"{root}/status", "-entrypoint", true, "--"]  # fmt: skip
+                for f in (f"{root}/termination", f"{root}/out"):
+                    Path(f).unlink(missing_ok=True)
+                s = spawn([*cmd, *args], {**os.environ, ROOT_ENV: root})
+                if not warm:
+                    samples[name].append(s)
+        base = statistics.median(x.seconds for x in samples["/bin/true alone"])
+        print(f"  {'variant':<26} {'wall time':<28} {'added vs true':>14}   {'peak RSS':<22}")
+        for name, ss in samples.items():
+            added = statistics.median(x.seconds for x in ss) - base
+            print(
+                f"  {name:<26} {fmt_ms([x.seconds for x in ss]):<28} {added * 1000:11.1f} ms   "
+                f"{fmt_mib([x.max_rss_kib for x in ss])}"
+            )
+        print(
+            f"  root on {tmp.rsplit('/', 1)[0]} (tmpfs) unless marked 'disk root' (fsync on this VM's disk)"
+        )
+        print("  target: <= 25 ms added at the median, peak < 20 MiB (Tekton's Go entrypoint adds ~20 ms)")
+
+
+def _chain(cmd: list[str], n: int, wait: bool, tmp: str) -> float:
+    root = Path(tmp) / f"chain-{time.monotonic_ns()}"
+    for i in range(n):
+        (root / "run" / str(i)).mkdir(parents=True)
+    env = {**os.environ, ROOT_ENV: str(root)}
+    procs = []
+    start = time.perf_counter()
+    for i in range(n):
+        args = [
+            "-post_file",
+            str(root / "run" / str(i) / "out"),
+            "-termination_path",
+            str(root / "run" / str(i) / "termination"),
+            "-step_metadata_dir",
+            str(root / "run" / str(i) / "status"),
+            "-entrypoint",
+            "/bin/true",
+            "--",
+        ]
+        if wait and i > 0:
+            args = ["-wait_file", str(root / "run" / str(i - 1) / "out"), *args]
+        procs.append(subprocess.Popen([*cmd, *args], env=env, stdout=subprocess.DEVNULL))
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("a chained step failed")
+    return time.perf_counter() - start
+
+
+def bench_chain(runs: int, cmds: dict[str, list[str]], n: int = 10) -> None:
+    print(f"\n(b) {n} steps started at once, each waiting for the previous post file, vs no waiting;")
+    print(f"    {runs} runs each, interleaved")
+    with tempfile.TemporaryDirectory(dir=fast_tmp()) as tmp:
+        for name, cmd in cmds.items():
+            chained: list[float] = []
+            free: list[float] = []
+            for i in range(runs + 1):
+                c, f = _chain(cmd, n, True, tmp), _chain(cmd, n, False, tmp)
+                if i:
+                    chained.append(c)
+                    free.append(f)
+            per_step = [(c - f) / (n - 1) for c, f in zip(chained, free, strict=True)]
+            print(f"  {name:<22} chained {fmt_ms(chained)}   no waiting {fmt_ms(free)}")
+            print(f"  {'':<22} hand-off per step (chained - no waiting) / {n - 1}: {fmt_ms(per_step)}")
+        print("  target: < 20 ms of hand-off per step (Tekton polls once a second: ~500 ms on average)")
+
+
+SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
+    "true-step": bench_true_step,
+    "chain": bench_chain,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "30")))
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
+    ns = parser.parse_args(argv)
+    cmds = entrypoint_commands()
+    print(
+        f"signed-entrypoint benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    for name, section in SECTIONS.items():
+        if ns.only and name not in ns.only:
+            continue
+        section(ns.runs, cmds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
