@@ -218,18 +218,7 @@ def write_message(
     The file is rewritten as a whole; if the result would exceed 4096 bytes nothing is written and
     :class:`MessageLengthError` is raised.  Returns the bytes written.
     """
-    entries = read_existing(path, compressed, log) + list(new_entries)
-    message = encode_message(entries, compressed)
-    check_size(message)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(message)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return message
+    return TerminationFile(path, compressed, log).append(new_entries)
 
 
 class TerminationFile:

@@ -15,29 +15,20 @@ modules live here too, because this rule is their first user.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_json_loads
+
 __all__ = [
-    "JsonObject",
     "ParamValue",
     "canonical_value",
-    "fix_surrogates",
-    "go_fold_name",
-    "go_json_loads",
-    "json_kind",
     "parse_param_value",
 ]
 
 _EMPTY_OBJ: Mapping[str, str] = MappingProxyType({})
-
-# Lone surrogates come from ``surrogateescape``-decoded invalid bytes or from unpaired \uD800
-# escapes; Go's decoder turns both into U+FFFD, one per byte / escape.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -52,61 +43,6 @@ class ParamValue:
     string: str = ""
     array: tuple[str, ...] = ()
     obj: Mapping[str, str] = field(default_factory=lambda: _EMPTY_OBJ, hash=False)
-
-
-def fix_surrogates(text: str) -> str:
-    """Replace lone surrogates with U+FFFD, as Go does for bad bytes inside JSON strings."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-class JsonObject(list[tuple[str, Any]]):
-    """A JSON object as decoded, before Go's key rules are applied (see :func:`go_json_loads`)."""
-
-
-def _reject_constant(name: str) -> Any:
-    # Python accepts NaN/Infinity as an extension; Go's decoder rejects them as syntax errors.
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
-
-
-def go_json_loads(text: str) -> Any:
-    """Parse JSON with Go's syntax (no NaN/Infinity) and keep objects as ordered key/value pairs.
-
-    Raises ``ValueError`` (including ``json.JSONDecodeError``) for anything Go would reject.
-    Objects come back as :class:`JsonObject` so that callers can apply Go's duplicate-key and
-    case-folding rules; decoded strings may hold lone surrogates (see :func:`fix_surrogates`).
-    """
-    try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=JsonObject)
-    except RecursionError as exc:
-        raise ValueError("exceeded max depth") from exc
-
-
-def go_fold_name(name: str) -> str:
-    """Go's key folding for struct-field matching: ASCII upper-casing, Unicode upper(lower(r))."""
-    out: list[str] = []
-    for ch in name:
-        if ch < "\x80":
-            out.append(ch.upper())
-            continue
-        # Go maps one rune to one rune, Python may expand: "İ".lower() is "i" + U+0307 where Go
-        # gives "i", and "ß".upper() is "SS" where Go leaves "ß".  Keep to Go's single runes.
-        lower = ch.lower()[0]
-        upper = lower.upper()
-        out.append(upper if len(upper) == 1 else lower)
-    return "".join(out)
-
-
-def json_kind(value: Any) -> str:
-    """The JSON kind word Go's ``UnmarshalTypeError`` uses for a decoded value."""
-    if isinstance(value, JsonObject):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return "string"
 
 
 def _as_string_or_null(value: Any) -> str | None:

@@ -25,14 +25,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
 from entrypoint._internal.gojson import marshal
 from entrypoint._internal.gopath import clean, join
 from entrypoint._internal.paramvalue import (
-    JsonObject,
-    fix_surrogates,
-    go_fold_name,
-    go_json_loads,
-    json_kind,
     parse_param_value,
 )
 from entrypoint._internal.when import WhenExpression

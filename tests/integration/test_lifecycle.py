@@ -539,3 +539,41 @@ def test_hermetic_mode_keeps_exit_codes_and_is_off_for_resource_steps(root: Tekt
     )
     assert p.returncode == 0
     assert p.stdout != "pid=1\n"
+
+
+def test_plain_step_path_imports_nothing_heavy(root: TektonRoot, tmp_path: Path) -> None:
+    # Every step pays for its imports at start-up; the plain path (with a result, a wait file and
+    # no credentials, CEL or substitutions) must stay on a lean set of the standard library.
+    import os
+    import sys
+    import sysconfig
+
+    import entrypoint
+
+    package_dir = str(Path(entrypoint.__file__).parent.parent)
+    report = tmp_path / "modules"
+    code = (
+        f"import sys; sys.path[:0] = [{package_dir!r}, {sysconfig.get_paths()['purelib']!r}]; "
+        "from entrypoint.cli import main; rc = main(sys.argv[1:]); "
+        f"open({str(report)!r}, 'w').write(','.join(sorted(sys.modules))); sys.exit(rc)"
+    )
+    (root.run_dir(0) / "out").write_text("")
+    result_file = root / "results" / "r"
+    p = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, *root.step_args(1), "-results", "r",
+         *sh(f"printf x > {result_file}")],
+        env={**os.environ, "SIGNED_ENTRYPOINT_ROOT": str(root.path)},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert root.values()["r"] == ("x", 1)
+    mods = set(report.read_text().split(","))
+    heavy = {"subprocess", "dataclasses", "inspect", "typing", "json", "re", "celpy", "datetime", "zlib"}
+    assert not (heavy & mods), sorted(heavy & mods)
+    lazy = {f"entrypoint._internal.creds.{m}" for m in ("_flags", "gitcreds", "dockercreds", "_gourl")}
+    lazy |= {
+        "entrypoint._internal.substitution",
+        "entrypoint._internal.when",
+        "entrypoint._internal.hermetic",
+    }
+    assert not (lazy & mods), sorted(lazy & mods)

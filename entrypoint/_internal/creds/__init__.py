@@ -12,11 +12,11 @@ from entrypoint._internal.creds._common import (
     CredentialError,
     errno_text,
     from_bytes,
-    go_quote,
     mkdir_all,
     path_error,
     to_bytes,
 )
+from entrypoint._internal.goflag import go_quote
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:

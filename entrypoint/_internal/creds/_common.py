@@ -12,6 +12,7 @@ import os
 import stat
 
 from entrypoint._internal import gopath
+from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import EntrypointError, FlagValueError
 
 FS_ENCODING = "utf-8"
@@ -35,46 +36,6 @@ def from_bytes(b: bytes) -> str:
 
 
 # -- Go strconv.Quote --------------------------------------------------------------------------------
-
-_SHORT_ESCAPES = {
-    0x07: "\\a",
-    0x08: "\\b",
-    0x0C: "\\f",
-    0x0A: "\\n",
-    0x0D: "\\r",
-    0x09: "\\t",
-    0x0B: "\\v",
-    0x22: '\\"',
-    0x5C: "\\\\",
-}
-
-
-def go_quote(s: str) -> str:
-    """Go's ``strconv.Quote`` (``%q``), including non-ASCII runes and invalid UTF-8 bytes.
-
-    goflag.go_quote only covers ASCII; URLs and paths here may hold any byte.
-    """
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        short = _SHORT_ESCAPES.get(code)
-        if short is not None:
-            out.append(short)
-        elif 0xDC80 <= code <= 0xDCFF:
-            # A byte that was not valid UTF-8 (surrogateescape): Go prints the raw byte as \xNN.
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append("\\ufffd")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def go_quote_bytes(b: bytes) -> str:

@@ -18,7 +18,6 @@ from entrypoint._internal import gopath
 from entrypoint._internal.creds._common import (
     CredentialError,
     from_bytes,
-    go_quote,
     mkdir_all,
     read_file,
     secret_file,
@@ -26,6 +25,7 @@ from entrypoint._internal.creds._common import (
     to_bytes,
     write_file,
 )
+from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import FlagValueError
 
 BASIC_FLAG = "basic-docker"

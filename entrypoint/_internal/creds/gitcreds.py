@@ -16,7 +16,6 @@ from entrypoint._internal.creds._common import (
     CredentialError,
     append_file,
     from_bytes,
-    go_quote,
     mkdir_all,
     read_file,
     secret_file,
@@ -24,6 +23,7 @@ from entrypoint._internal.creds._common import (
     to_bytes,
     write_file,
 )
+from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import FlagValueError
 
 BASIC_AUTH_FLAG = "basic-git"
