@@ -1,5 +1,3 @@
-import sys
+from entrypoint.cli import run
 
-from entrypoint.cli import main
-
-sys.exit(main())
+run()

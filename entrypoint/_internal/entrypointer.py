@@ -250,10 +250,14 @@ class Entrypointer:
 
     def _results_phase(self, names: list[str], directory: str, rtype: ResultType) -> None:
         entries = read_results(names, directory, rtype)
+        to_write = entries if self.cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE else []
         if self.signer is not None:
-            entries = entries + self.signer.sign(self.run_ctx, entries)
-        if self.cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE and entries:
-            self._write_termination(entries)
+            _refuse_reserved(entries, directory)
+            # With sidecar-logs the results travel through the sidecar, but their signing entries
+            # still go into the termination message: Tekton computes them and throws them away.
+            to_write = to_write + self.signer.sign(self.run_ctx, entries)
+        if to_write:
+            self._write_termination(to_write)
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -343,6 +347,18 @@ class Entrypointer:
 
     def _write_exit_code(self, content: str) -> None:
         self.post_writer.write(join(self.cfg.step_metadata_dir, "exitCode"), content)
+
+
+def _refuse_reserved(entries: list[RunResult], directory: str) -> None:
+    from entrypoint._internal.signing import is_reserved
+    from entrypoint._internal.signing.errors import ReservedResultError
+
+    for e in entries:
+        if is_reserved(e.key):
+            raise ReservedResultError(
+                f"result {e.key!r} ({join(directory, e.key)}) uses a name reserved for the signing "
+                "entries while signing is on; rename the result"
+            )
 
 
 class _Skipped(EntrypointError):

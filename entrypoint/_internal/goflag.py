@@ -47,6 +47,24 @@ def parse_go_bool(text: str) -> bool:
     raise FlagValueError(PARSE_ERROR)
 
 
+class ChoiceValue:
+    """A string flag restricted to a set of values (the empty string always allowed)."""
+
+    is_bool = False
+
+    def __init__(self, choices: tuple[str, ...], default: str = "") -> None:
+        self.choices = choices
+        self.value = default
+
+    def set(self, value: str) -> None:
+        if value and value not in self.choices:
+            raise FlagValueError(f"must be one of {', '.join(self.choices)}")
+        self.value = value
+
+    def string(self) -> str:
+        return self.value
+
+
 class BoolValue:
     is_bool = True
 

@@ -5,7 +5,7 @@ Options are plain data; nothing here knows how a step runs.
 
 from __future__ import annotations
 
-from entrypoint._internal.goflag import BoolValue, DurationValue, FlagSet, StringValue
+from entrypoint._internal.goflag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
 
 DEFAULT_SPIRE_SOCKET = "unix:///spiffe-workload-api/spire-agent.sock"
 
@@ -32,6 +32,9 @@ class Options:
     compress_termination_message: bool = False
     enable_spire: bool = False
     spire_socket_path: str = DEFAULT_SPIRE_SOCKET
+    signing_backend: str = ""
+    signing_timeout_ns: int = 20 * 10**9
+    signing_retry_interval_ns: int = 2 * 10**9
 
     def __init__(self, timeout_ns: int = 0, leftovers: list[str] | None = None) -> None:
         self.timeout_ns = timeout_ns
@@ -105,8 +108,24 @@ class _Bound:
             "Experimental: The SPIRE agent socket for SPIFFE workload API.",
         )
 
+        # Our own flags (Tekton's binary has none of these).  Both spellings of the backend flag
+        # share one value, so the last one given wins, as for any repeated Go flag.
+        self.signing_backend = ChoiceValue(("spire",))
+        usage = "Signing identity backend: spire (same as -enable_spire); empty means no signing"
+        fs.var(self.signing_backend, "signing_backend", usage)
+        fs.var(self.signing_backend, "signing-backend", usage)
+        self.signing_timeout: DurationValue = fs.duration(
+            "signing_timeout", 20 * 10**9, "Total time allowed to obtain a signing identity"
+        )
+        self.signing_retry: DurationValue = fs.duration(
+            "signing_retry_interval", 2 * 10**9, "Interval between attempts to obtain a signing identity"
+        )
+
     def to_options(self, leftovers: list[str]) -> Options:
         opts = Options(timeout_ns=self.timeout.value, leftovers=leftovers)
+        opts.signing_backend = self.signing_backend.value
+        opts.signing_timeout_ns = self.signing_timeout.value
+        opts.signing_retry_interval_ns = self.signing_retry.value
         for name, sv in self.strings.items():
             setattr(opts, name, sv.value)
         for name, bv in self.bools.items():

@@ -23,7 +23,7 @@ from entrypoint.errors import ChildExitError, ContextError, StartError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import BinaryIO
 
     from entrypoint._internal.context import Context
@@ -98,6 +98,8 @@ class ProcessRunner:
         self.stderr_path = stderr_path
         self.env = env
         self.hermetic = hermetic
+        # Called right after the child starts, when this thread goes idle (see cli.py).
+        self.on_spawn: Callable[[], object] | None = None
 
     def run(self, ctx: Context, args: list[str]) -> None:
         if not args:
@@ -147,6 +149,8 @@ class ProcessRunner:
                     if p is not None:
                         os.close(p[1])
             pid_box.append(pid)
+            if self.on_spawn is not None:
+                self.on_spawn()
             for fd, file in ((1, out_file), (2, err_file)):
                 pipe = pipes[fd]
                 if pipe is not None and file is not None:

@@ -471,12 +471,6 @@ def test_help_exits_0(root: TektonRoot) -> None:
     assert "-post_file" in p.stderr
 
 
-def test_enable_spire_is_refused_until_signing_exists(root: TektonRoot) -> None:
-    p = root.run([*root.step_args(0), "-enable_spire", *sh("true")])
-    assert p.returncode == 1
-    assert "SPIRE is disabled in this build" in p.stderr
-
-
 def test_legacy_basic_docker_credentials_are_written_and_copied_home(
     root: TektonRoot, tmp_path: Path
 ) -> None:

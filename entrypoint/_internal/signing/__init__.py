@@ -1,0 +1,65 @@
+"""Signing a step's results: identity backends x wire formats (any backend with any format).
+
+A backend answers one question: "give me a key and the material that proves who holds it"
+(:class:`~entrypoint._internal.signing.identity.Identity`).  A wire format answers another: "turn
+entries, a key and its material into signing entries".  The signer joins them and is what the
+lifecycle calls once per results phase.
+
+Nothing here is imported unless signing is enabled: it pulls in cryptography and gRPC.
+"""
+
+from __future__ import annotations
+
+from entrypoint._internal.signing.errors import SigningError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from entrypoint._internal.signing.background import BackgroundSigner
+    from entrypoint._internal.signing.forked import ForkedBackend
+    from entrypoint._internal.signing.tekton_format import TektonFormat
+
+# Result names a step may not use while signing is on: a result file with one of these names
+# could otherwise forge or shadow the signing entries (any format, any backend).
+RESERVED_NAMES = frozenset({"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig"})
+RESERVED_SUFFIXES = (".sig",)
+
+BACKENDS = ("spire",)
+FORMATS = ("tekton",)
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED_NAMES or name.endswith(RESERVED_SUFFIXES)
+
+
+def background_signer(
+    backend: str,
+    wire_format: str = "tekton",
+    *,
+    spire_socket: str = "",
+    budget: float = 20.0,
+    interval: float = 2.0,
+) -> BackgroundSigner:
+    """A signer that prepares itself in the background once :meth:`BackgroundSigner.start` is
+    called (or, at the latest, when it is first asked to sign).
+
+    Call this while the process is single-threaded: the backend's helper process is forked here
+    and starts fetching at once, on another core.
+    """
+    from entrypoint._internal.signing.background import BackgroundSigner
+    from entrypoint._internal.signing.forked import ForkedBackend
+
+    if backend != "spire" or wire_format != "tekton":
+        raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
+
+    spec = (
+        "entrypoint._internal.signing.spire:SpireBackend",
+        {"address": spire_socket, "budget": budget, "interval": interval},
+    )
+    helper = ForkedBackend(backend, budget, spec)
+
+    def setup() -> tuple[ForkedBackend, TektonFormat]:
+        from entrypoint._internal.signing.tekton_format import TektonFormat
+
+        return helper, TektonFormat()
+
+    return BackgroundSigner(setup, budget, backend)

@@ -1,0 +1,118 @@
+"""Getting the identity in the background while the step's command runs.
+
+Tekton fetches the SVID only after the command has exited, so the SPIRE registration delay, the
+gRPC connection and the fetch all sit on the critical path of every step.  Here the heavy imports
+(cryptography, gRPC), the backend's construction and the fetch start with the step on a thread of
+their own; only the signing itself is left for after the command.  This module stays light: it
+must not import what it is hiding.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+from entrypoint._internal.signing.errors import SigningError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    from entrypoint._internal.context import Context
+    from entrypoint._internal.signing.identity import Identity
+    from entrypoint.termination import RunResult
+
+    class Backend(Protocol):
+        name: str
+        budget: float
+
+        def fetch(self, budget: float | None = None) -> Identity: ...
+
+    class WireFormat(Protocol):
+        name: str
+
+        def sign(self, entries: list[RunResult], identity: Identity) -> list[RunResult]: ...
+
+        def warm_up(self, identity: Identity) -> None: ...
+
+
+# An identity this close to expiry is fetched again before signing (SVIDs live about an hour).
+EXPIRY_MARGIN = 30.0
+# A step that outlived the budget gets one more attempt this long, in case the agent recovered.
+LATE_ATTEMPT = 2.0
+
+
+class BackgroundSigner:
+    """A ResultsSigner whose backend, wire format and identity are prepared on a thread."""
+
+    def __init__(
+        self, setup: Callable[[], tuple[Backend, WireFormat]], budget: float, name: str = "signer"
+    ) -> None:
+        self._setup = setup
+        self.budget = budget
+        self._done = threading.Event()
+        self._backend: Backend | None = None
+        self._format: WireFormat | None = None
+        self._identity: Identity | None = None
+        self._error: SigningError | None = None
+        self._started = time.monotonic()
+        self._start_lock = threading.Lock()
+        self._launched = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}-prefetch", daemon=True)
+
+    def start(self) -> BackgroundSigner:
+        """Begin preparing (idempotent).  Best called when the main thread goes idle: the imports
+        here are CPU-bound and would otherwise delay the step's own work for the GIL."""
+        with self._start_lock:
+            if not self._thread.is_alive() and not self._done.is_set() and not self._launched:
+                self._launched = True
+                self._started = time.monotonic()
+                self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._backend, self._format = self._setup()
+            self._identity = self._backend.fetch()
+            # First uses are slow (OpenSSL initialisation, the PEM path): pay them here.  Then
+            # exempt the heap the imports built from the garbage collector, whose full pass over
+            # it would otherwise land on the signing path after the command.
+            self._format.warm_up(self._identity)
+            gc.freeze()
+        except SigningError as exc:
+            self._error = exc
+        except Exception as exc:
+            self._error = SigningError(f"preparing to sign: {exc}")
+        finally:
+            self._done.set()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def identity(self) -> Identity:
+        """The identity to sign with: the prefetched one while valid, else a fresh fetch."""
+        self.start()
+        self._done.wait(max(self.budget - self._elapsed(), 0.0) + LATE_ATTEMPT)
+        backend, ident, error = self._backend, self._identity, self._error
+        if backend is None:
+            raise error or SigningError("preparing to sign did not finish within the signing budget")
+        if ident is not None:
+            return ident if not ident.expires_within(EXPIRY_MARGIN) else backend.fetch()
+        remaining = self.budget - self._elapsed()
+        if remaining > 0:
+            return backend.fetch(budget=remaining)
+        try:
+            return backend.fetch(budget=LATE_ATTEMPT)
+        except SigningError:
+            raise (error or SigningError("no identity")) from None
+
+    def sign(self, ctx: Context, entries: list[RunResult]) -> list[RunResult]:
+        # ``ctx`` is the step's run context, already ended after a timeout or a cancellation.
+        # Tekton signs under it and so loses the results in exactly those cases; the fetch here
+        # has its own budget instead.
+        del ctx
+        identity = self.identity()
+        assert self._format is not None  # set together with the backend
+        return self._format.sign(entries, identity)

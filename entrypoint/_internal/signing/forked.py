@@ -1,0 +1,206 @@
+"""Running an identity backend in a helper process.
+
+The SPIRE backend needs py-spiffe, gRPC and protobuf: ~130 ms of imports, Python threads polling
+the channel, and a large address space that the kernel must tear down when the step exits (~8 ms).
+In the step's own process all of that competes with the step's work and lengthens its critical
+path.  So the entrypoint starts a helper interpreter at start-up, on the other core; the helper
+imports the backend and fetches; the identity comes back over a pipe as DER bytes.  The entrypoint
+keeps only cryptography, can always kill a fetch that overruns its budget, and exits light.
+
+The private key crosses a pipe between a process and its own fork, inside the step's container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import struct
+import time
+
+from entrypoint._internal.signing.errors import SigningError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from entrypoint._internal.signing.background import Backend
+    from entrypoint._internal.signing.identity import Identity
+
+# Beyond its own budget, how long the helper may take to answer before it is killed.
+GRACE = 5.0
+_U32 = struct.Struct("!I")
+_REQUEST = struct.Struct("!d")
+
+
+class ForkedBackend:
+    """A backend whose ``fetch`` runs in a helper process started at construction.
+
+    The helper is a fresh interpreter started with ``posix_spawn`` (a fork would make the step's
+    process pay copy-on-write faults on its whole heap while the helper lives).  ``spec`` names
+    the backend factory as ``module:function`` plus its JSON arguments; the helper imports it.
+    """
+
+    def __init__(self, name: str, budget: float, spec: tuple[str, dict[str, object]]) -> None:
+        import json
+        import sys
+
+        from entrypoint._internal.selfexec import python_command
+
+        self.name = name
+        self.budget = budget
+        req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
+        self._resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
+        # The package's own location first: an editable install is found through an import hook
+        # that an isolated interpreter without ``site`` does not run.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        bootstrap = (
+            f"import sys; sys.path[:0] = {[package_root, *sys.path]!r}; "
+            "from entrypoint._internal.signing.forked import helper_main; helper_main()"
+        )
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        actions = [
+            (os.POSIX_SPAWN_DUP2, req_r, 0),
+            (os.POSIX_SPAWN_DUP2, resp_w, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2),
+        ]
+        env = {
+            "ENTRYPOINT_IDENTITY_HELPER": json.dumps([spec[0], spec[1]]),
+            "PATH": os.environ.get("PATH", ""),
+        }
+        python = python_command()
+        try:
+            self.pid = os.posix_spawn(
+                python[0], [*python, "-I", "-S", "-c", bootstrap], env, file_actions=actions
+            )
+        finally:
+            for fd in (req_r, resp_w):
+                os.close(fd)
+
+    def fetch(self, budget: float | None = None) -> Identity:
+        total = self.budget if budget is None else budget
+        try:
+            os.write(self._req_w, _REQUEST.pack(total))
+        except OSError as exc:
+            raise SigningError(
+                f"{self.name}: the identity helper process is gone ({self._status()})"
+            ) from exc
+        deadline = time.monotonic() + total + GRACE
+        try:
+            status = _read_exactly(self._resp_r, 1, deadline)
+            if status == b"E":
+                raise SigningError(_read_frame(self._resp_r, deadline).decode("utf-8", "replace"))
+            count = _U32.unpack(_read_exactly(self._resp_r, 4, deadline))[0]
+            chain = [_read_frame(self._resp_r, deadline) for _ in range(count)]
+            key = _read_frame(self._resp_r, deadline)
+            source = _read_frame(self._resp_r, deadline).decode("utf-8", "replace")
+        except TimeoutError:
+            self.close()
+            raise SigningError(f"{self.name}: no identity within the signing budget of {total:g}s") from None
+        return _identity(chain, key, source)
+
+    def _status(self) -> str:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return "already reaped"
+        if pid == 0:
+            return "still running"
+        return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._req_w)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _identity(chain_der: list[bytes], key_der: bytes, source: str) -> Identity:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    from entrypoint._internal.signing.identity import Identity
+
+    return Identity(
+        load_der_private_key(key_der, None), [x509.load_der_x509_certificate(c) for c in chain_der], source
+    )
+
+
+def helper_main() -> None:  # pragma: no cover - runs in the helper process
+    import importlib
+    import json
+
+    target, kwargs = json.loads(os.environ["ENTRYPOINT_IDENTITY_HELPER"])
+    module, _, func = target.partition(":")
+    factory = getattr(importlib.import_module(module), func)
+    _serve(lambda: factory(**kwargs), 0, 1)
+
+
+def _serve(make_backend: Callable[[], Backend], req_r: int, resp_w: int) -> None:  # pragma: no cover
+    """The helper's whole life: answer fetch requests until the entrypoint closes the pipe."""
+    code = 0
+    try:
+        # The step's signals are for the step: the helper ends when its pipe closes or is killed.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        backend: Backend | None = None
+        while True:
+            request = _read_exactly(req_r, _REQUEST.size, None)
+            budget = _REQUEST.unpack(request)[0]
+            try:
+                if backend is None:
+                    backend = make_backend()
+                ident = backend.fetch(budget)
+                _send_identity(resp_w, ident)
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, SigningError) else f"{type(exc).__name__}: {exc}"
+                _write_all(resp_w, b"E" + _frame(message.encode()))
+    except EOFError:
+        code = 0
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+def _send_identity(fd: int, ident: Identity) -> None:  # pragma: no cover - runs in the helper
+    from cryptography.hazmat.primitives import serialization
+
+    key = ident.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    parts = [b"O", _U32.pack(len(ident.chain))]
+    parts += [_frame(c.public_bytes(serialization.Encoding.DER)) for c in ident.chain]
+    parts += [_frame(key), _frame(ident.source.encode())]
+    _write_all(fd, b"".join(parts))
+
+
+def _frame(data: bytes) -> bytes:
+    return _U32.pack(len(data)) + data
+
+
+def _read_frame(fd: int, deadline: float | None) -> bytes:
+    size = _U32.unpack(_read_exactly(fd, 4, deadline))[0]
+    return _read_exactly(fd, size, deadline)
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, size - len(buf))
+        if not chunk:
+            if deadline is None:
+                raise EOFError
+            raise SigningError("the identity helper process ended without answering")
+        buf += chunk
+    return bytes(buf)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -1,0 +1,180 @@
+"""The signing layer without a network: Tekton's wire format, the background identity fetch."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from entrypoint._internal.context import Context
+from entrypoint._internal.signing import is_reserved
+from entrypoint._internal.signing.background import BackgroundSigner
+from entrypoint._internal.signing.errors import SigningError
+from entrypoint._internal.signing.identity import Identity
+from entrypoint._internal.signing.spire import SpireBackend
+from entrypoint._internal.signing.tekton_format import TektonFormat
+from entrypoint.termination import RunResult
+from entrypoint.testing.ca import TestCA
+
+ID = "spiffe://example.org/ns/foo/taskrun/tr"
+
+
+def identity(key_type: str = "ec-p256", ttl: dt.timedelta = dt.timedelta(hours=1)) -> Identity:
+    svid = TestCA().issue_svid(ID, key_type=key_type, ttl=ttl)
+    return Identity(svid.key, svid.chain, ID)
+
+
+def verify(cert: x509.Certificate, sig_b64: str, data: bytes) -> None:
+    sig = base64.b64decode(sig_b64, validate=True)
+    pub = cert.public_key()
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        pub.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(pub, rsa.RSAPublicKey):
+        pub.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        assert isinstance(pub, ed25519.Ed25519PublicKey)
+        pub.verify(sig, data)
+
+
+# -- Tekton's wire format (§7.4-7.6) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048", "ed25519"])
+def test_tekton_format_layout_and_signatures(key_type: str) -> None:
+    ident = identity(key_type)
+    entries = [
+        RunResult("foo", "abc", 1),
+        RunResult("bar", '["x","y"]', 1),
+        RunResult("obj", '{"b":"2","a":"1"}', 1),
+    ]
+    out = TektonFormat().sign(entries, ident)
+    assert [e.key for e in out] == [
+        "SVID",
+        "foo.sig",
+        "bar.sig",
+        "obj.sig",
+        "RESULT_MANIFEST",
+        "RESULT_MANIFEST.sig",
+    ]
+    assert all(e.type == 1 for e in out)
+    values = {e.key: e.value for e in out}
+    leaf = x509.load_pem_x509_certificate(values["SVID"].encode())
+    assert leaf == ident.leaf
+    assert values["SVID"].startswith("-----BEGIN CERTIFICATE-----\n")
+    assert all(len(line) <= 64 for line in values["SVID"].splitlines())
+    assert values["RESULT_MANIFEST"] == "foo,bar,obj"
+    verify(leaf, values["foo.sig"], b"abc")
+    verify(leaf, values["bar.sig"], b"x,y")  # arrays are joined with commas (canonical value)
+    verify(leaf, values["obj.sig"], b"a,1,b,2")  # objects as sorted key,value pairs
+    verify(leaf, values["RESULT_MANIFEST.sig"], b"foo,bar,obj")
+    with pytest.raises(InvalidSignature):
+        verify(leaf, values["foo.sig"], b"abd")
+
+
+def test_tekton_format_step_phase_does_not_supersede_task_manifest() -> None:
+    fmt = TektonFormat()
+    ident = identity()
+    assert fmt.sign([RunResult("a", "1", 1)], ident)[-2] == RunResult("RESULT_MANIFEST", "a", 1)
+    assert fmt.sign([RunResult("s", "v", 4)], ident) == []
+
+
+def test_tekton_format_step_results_only_still_gets_a_block() -> None:
+    out = TektonFormat().sign([RunResult("s", "v", 4)], identity())
+    assert [e.key for e in out] == ["SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig"]
+    assert out[1].value == ""
+
+
+def test_reserved_names() -> None:
+    for name in ("SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "foo.sig", ".sig"):
+        assert is_reserved(name)
+    for name in ("svid", "foo", "sig", "foo.sig.txt", "MANIFEST"):
+        assert not is_reserved(name)
+
+
+# -- the background fetch --------------------------------------------------------------------------------
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(
+        self, budget: float, fail_until: float = 0.0, ttl: dt.timedelta = dt.timedelta(hours=1)
+    ) -> None:
+        self.budget = budget
+        self.fail_until = time.monotonic() + fail_until
+        self.ttl = ttl
+        self.fetches = 0
+
+    def fetch(self, budget: float | None = None) -> Identity:
+        self.fetches += 1
+        deadline = time.monotonic() + (self.budget if budget is None else budget)
+        while time.monotonic() < self.fail_until:
+            if time.monotonic() >= deadline:
+                raise SigningError("failed to fetch SVID: no identity issued: context deadline exceeded")
+            time.sleep(0.02)
+        return identity(ttl=self.ttl)
+
+
+def signer_with(backend: FakeBackend) -> BackgroundSigner:
+    return BackgroundSigner(lambda: (backend, TektonFormat()), backend.budget, "fake").start()
+
+
+def test_identity_is_fetched_before_signing_is_asked_for() -> None:
+    backend = FakeBackend(budget=5)
+    signer = signer_with(backend)
+    for _ in range(200):
+        if backend.fetches:
+            break
+        time.sleep(0.01)
+    assert backend.fetches == 1
+    out = signer.sign(Context.background(), [RunResult("a", "1", 1)])
+    assert out[0].key == "SVID"
+    assert backend.fetches == 1  # the prefetched identity was used
+
+
+def test_signing_works_with_an_ended_run_context() -> None:
+    ctx = Context()
+    ctx.cancel()
+    out = signer_with(FakeBackend(budget=5)).sign(ctx, [RunResult("a", "1", 1)])
+    assert out[0].key == "SVID"
+
+
+def test_late_identity_is_waited_for_within_the_budget() -> None:
+    signer = signer_with(FakeBackend(budget=5, fail_until=0.5))
+    assert signer.sign(Context.background(), [])[0].key == "SVID"
+
+
+def test_identity_that_never_comes_fails_with_the_fetch_error() -> None:
+    signer = signer_with(FakeBackend(budget=0.3, fail_until=60))
+    with pytest.raises(SigningError, match="context deadline exceeded"):
+        signer.sign(Context.background(), [])
+
+
+def test_identity_about_to_expire_is_fetched_again() -> None:
+    backend = FakeBackend(budget=5, ttl=dt.timedelta(seconds=5))  # inside the 30 s margin
+    signer = signer_with(backend)
+    signer.sign(Context.background(), [])
+    assert backend.fetches == 2
+
+
+def test_setup_failure_is_a_signing_error() -> None:
+    def setup() -> tuple[FakeBackend, TektonFormat]:
+        raise RuntimeError("no such library")
+
+    signer = BackgroundSigner(setup, 1.0).start()
+    with pytest.raises(SigningError, match="preparing to sign: no such library"):
+        signer.sign(Context.background(), [])
+
+
+def test_spire_backend_without_agent_fails_inside_its_budget() -> None:
+    backend = SpireBackend("unix:///tmp/no-such-agent.sock", budget=0.6, interval=0.1)
+    start = time.monotonic()
+    with pytest.raises(SigningError, match=r"failed to fetch SVID: .*: context deadline exceeded"):
+        backend.fetch()
+    assert time.monotonic() - start < 10  # bounded: never hangs
