@@ -1,0 +1,37 @@
+"""Reason codes of a verdict, and the exception a failed check raises."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from entrypoint.errors import EntrypointError
+
+
+class Reason(StrEnum):
+    """Why a message was (not) verified.  Each check has its own code so that callers can act on
+    the cause (refetch trust, re-run the TaskRun, alert on tampering) without parsing messages."""
+
+    VERIFIED = "Verified"
+    MESSAGE_INVALID = "MessageInvalid"
+    UNKNOWN_FORMAT = "UnknownFormat"
+    SVID_MISSING = "SVIDMissing"
+    SVID_INVALID = "SVIDInvalid"
+    TRUST_UNAVAILABLE = "TrustUnavailable"
+    MANIFEST_MISSING = "ManifestMissing"
+    MANIFEST_INCOMPLETE = "ManifestIncomplete"
+    IDENTITY_MISMATCH = "IdentityMismatch"
+    CHAIN_UNTRUSTED = "ChainUntrusted"
+    SIGNATURE_MISSING = "SignatureMissing"
+    SIGNATURE_INVALID = "SignatureInvalid"
+    UNSUPPORTED_KEY = "UnsupportedKey"
+
+
+class VerificationFailed(EntrypointError):
+    """A check failed.  ``identity`` is the SPIFFE ID read from the SVID, when one was read
+    before the failure, so that a verdict can say who presented the bad message."""
+
+    def __init__(self, reason: Reason, message: str, identity: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.identity = identity

@@ -1,0 +1,24 @@
+"""What a format verifier is asked to check, and what it reports back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+
+
+@dataclass(frozen=True)
+class Request:
+    namespace: str
+    name: str
+    trust_domain: str | None  # None: no trust was available at all
+    roots: tuple[x509.Certificate, ...]
+    at: dt.datetime  # aware, UTC
+    check_chain: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    identity: str  # the SPIFFE ID that signed
+    signed_keys: tuple[str, ...]  # every key whose signature was verified, in checking order

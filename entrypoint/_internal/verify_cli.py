@@ -1,0 +1,158 @@
+"""``entrypoint verify``: check a TaskRun's signed termination message from the command line.
+
+    entrypoint verify --taskrun NAMESPACE/NAME --trust-domain TD
+                      (--trust-bundle FILE | --spire-socket URI) [--at RFC3339-TIME]
+                      [--no-chain] [--json] MESSAGE
+
+Exit status: 0 verified, 1 not verified (including when no trust could be obtained), 2 usage.
+This is not on a step's path, so it uses argparse rather than Go's flag syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from typing import NoReturn, TextIO
+
+from entrypoint._internal.gojson import decode_go_bytes
+from entrypoint._internal.verification.trust import TrustBundleError, check_trust_domain
+from entrypoint.verify import Reason, TrustBundle, Verdict, rfc3339, verify_message
+
+EXIT_VERIFIED = 0
+EXIT_NOT_VERIFIED = 1
+EXIT_USAGE = 2
+
+PROG = "entrypoint verify"
+NO_CHAIN_WARNING = (
+    "WARNING: --no-chain: the SVID's chain of trust is NOT checked, so anyone can mint an SVID "
+    "that passes; only the SPIFFE ID and the signatures are checked"
+)
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Verify the SPIFFE-signed results of a TaskRun's termination message.")
+    p.add_argument(
+        "--taskrun", required=True, metavar="NAMESPACE/NAME", help="the TaskRun that must have signed"
+    )
+    p.add_argument(
+        "--trust-domain", required=True, metavar="TD", help="the SPIFFE trust domain, e.g. example.org"
+    )
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--trust-bundle", metavar="FILE", help="PEM file of the trust domain's root certificates"
+    )
+    trust.add_argument(
+        "--spire-socket",
+        metavar="URI",
+        help="SPIFFE Workload API address to fetch the bundle from (unix:///path)",
+    )
+    p.add_argument("--at", metavar="RFC3339-TIME", help="check the chain at this time instead of now")
+    p.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="do not check the chain of trust (still checks ID and signatures)",
+    )
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument(
+        "message", metavar="MESSAGE", help="termination message file (plain or tknz:), or - for stdin"
+    )
+    return p
+
+
+def _taskrun(value: str) -> tuple[str, str]:
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise _Usage(f"--taskrun {value!r}: expected NAMESPACE/NAME")
+    return namespace, name
+
+
+def _time(value: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _Usage(f"--at {value!r}: not an RFC 3339 time ({exc})") from exc
+    if when.tzinfo is None:
+        raise _Usage(f"--at {value!r}: an RFC 3339 time needs an offset, e.g. Z or +02:00")
+    return when
+
+
+def _read_message(path: str, stdin: TextIO) -> str:
+    if path == "-":
+        return decode_go_bytes(stdin.buffer.read())
+    try:
+        with open(path, "rb") as f:
+            return decode_go_bytes(f.read())
+    except OSError as exc:
+        raise _Usage(f"MESSAGE {path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        namespace, name = _taskrun(args.taskrun)
+        try:
+            check_trust_domain(args.trust_domain)
+        except TrustBundleError as exc:
+            raise _Usage(f"--trust-domain: {exc}") from exc
+        at = _time(args.at) if args.at is not None else None
+        if not args.no_chain and args.trust_bundle is None and args.spire_socket is None:
+            raise _Usage("one of --trust-bundle or --spire-socket is required (or --no-chain)")
+        message = _read_message(args.message, sys.stdin)
+    except _Usage as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    trust: TrustBundle | None = None
+    trust_error = ""
+    if args.no_chain:
+        print(NO_CHAIN_WARNING, file=sys.stderr)
+        trust = TrustBundle(args.trust_domain)
+    else:
+        try:
+            if args.trust_bundle is not None:
+                trust = TrustBundle.from_pem_file(args.trust_bundle, args.trust_domain)
+            else:
+                trust = TrustBundle.from_workload_api(args.spire_socket, args.trust_domain)
+        except TrustBundleError as exc:
+            trust_error = str(exc)
+
+    verdict = verify_message(
+        message, namespace=namespace, name=name, trust=trust, at=at, check_chain=not args.no_chain
+    )
+    if verdict.reason == Reason.TRUST_UNAVAILABLE and trust_error:
+        verdict = dataclasses.replace(verdict, message=trust_error)
+    _print(verdict, as_json=args.json)
+    return EXIT_VERIFIED if verdict.verified else EXIT_NOT_VERIFIED
+
+
+def _print(verdict: Verdict, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
+        return
+    if verdict.verified:
+        print(
+            f"VERIFIED {verdict.format} {verdict.identity} at {rfc3339(verdict.checked_at)}: "
+            f"{len(verdict.results)} results"
+        )
+    else:
+        print(f"NOT VERIFIED {verdict.reason}: {verdict.message}")
+    for r in verdict.results:
+        kind = "" if r.type == 1 else f" (type {r.type})"
+        print(f"  {r.key}{kind} = {json.dumps(r.value, ensure_ascii=False)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,218 @@
+"""Verifying the signed results of a TaskRun: the half of Tekton's SPIRE design (TEP-0089) that
+its controller never calls (spec §8.2, field survey §0).
+
+A message signed in Tekton's format (§7.4) is checked in the order of Tekton's verifier, but
+stricter where Tekton is lax: the SPIFFE ID's scheme is checked, the trust domain's own bundle is
+used (never an arbitrary federated one), intermediates are honoured, keys are checked in a fixed
+order, and the chain can be checked at a chosen time so that archived TaskRuns stay verifiable
+after their short-lived SVID has expired.  Every failure, expected or not, yields a verdict that
+is *not* verified; nothing here raises on a bad message.
+
+    trust = TrustBundle.from_pem_file("bundle.pem", "example.org")
+    verdict = verify_message(message, namespace="ns", name="build-1", trust=trust)
+    if verdict.verified:
+        use(verdict.results)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from entrypoint._internal.verification.formats import detect_format, known_formats
+from entrypoint._internal.verification.reasons import Reason, VerificationFailed
+from entrypoint._internal.verification.request import Request
+from entrypoint._internal.verification.trust import (
+    TrustBundleError,
+    check_trust_domain,
+    roots_from_pem_file,
+    roots_from_workload_api,
+)
+from entrypoint.termination import RunResult, parse_message
+
+__all__ = [
+    "CONDITION_TYPE",
+    "Reason",
+    "TrustBundle",
+    "TrustBundleError",
+    "Verdict",
+    "verify_entries",
+    "verify_message",
+]
+
+# Tekton's API constants (§8.4); nothing in Tekton sets them at this revision.
+CONDITION_TYPE = "SignedResultsVerified"
+CONDITION_REASON_VERIFIED = "TaskRunResultsVerified"
+CONDITION_REASON_FAILED = "TaskRunResultsVerificationFailed"
+VERIFIED_MESSAGE = "Successfully verified all spire signed taskrun results"
+
+
+@dataclass(frozen=True)
+class TrustBundle:
+    """The X.509 roots of one SPIFFE trust domain.
+
+    ``roots`` may be empty only for checks that skip the chain (``check_chain=False``), which
+    still need the trust domain for the SPIFFE ID.
+    """
+
+    trust_domain: str
+    roots: tuple[x509.Certificate, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        check_trust_domain(self.trust_domain)
+        object.__setattr__(self, "roots", tuple(self.roots))
+
+    @classmethod
+    def from_pem_file(cls, path: str, trust_domain: str) -> TrustBundle:
+        """Roots from a PEM file of certificates (e.g. ``spire-server bundle show`` output)."""
+        check_trust_domain(trust_domain)
+        roots = roots_from_pem_file(path)
+        if not roots:
+            raise TrustBundleError(f"trust bundle {path}: no certificates found")
+        return cls(trust_domain, roots)
+
+    @classmethod
+    def from_workload_api(cls, address: str, trust_domain: str, timeout: float = 10.0) -> TrustBundle:
+        """The current bundle of ``trust_domain`` from a SPIFFE Workload API (``unix:///path``)."""
+        check_trust_domain(trust_domain)
+        roots = roots_from_workload_api(address, trust_domain, timeout)
+        if not roots:
+            raise TrustBundleError(
+                f"workload API {address}: the bundle of {trust_domain} has no certificates"
+            )
+        return cls(trust_domain, roots)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verified: bool
+    reason: str  # "Verified" or a failure code of Reason
+    message: str
+    format: str  # "tekton", or "" when no known format was recognised
+    identity: str | None  # the SPIFFE ID presented, when one could be read
+    checked_at: dt.datetime  # the time the chain was (or would have been) checked at, UTC
+    # What users should see: the entries without the ones that carry the signature.
+    results: tuple[RunResult, ...]
+
+    def condition(self) -> dict[str, str]:
+        """The TaskRun condition Tekton defines for this outcome (§8.4)."""
+        if self.verified:
+            return {
+                "type": CONDITION_TYPE,
+                "status": "True",
+                "reason": CONDITION_REASON_VERIFIED,
+                "message": self.message,
+            }
+        return {
+            "type": CONDITION_TYPE,
+            "status": "False",
+            "reason": CONDITION_REASON_FAILED,
+            "message": f"{self.reason}: {self.message}",
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verified": self.verified,
+            "reason": str(self.reason),
+            "message": self.message,
+            "format": self.format,
+            "identity": self.identity,
+            "checkedAt": rfc3339(self.checked_at),
+            "condition": self.condition(),
+            "results": [{"key": r.key, "value": r.value, "type": r.type} for r in self.results],
+        }
+
+
+def rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _utc(at: dt.datetime | None) -> dt.datetime:
+    if at is None:
+        return dt.datetime.now(dt.UTC)
+    if at.tzinfo is None or at.utcoffset() is None:
+        # A naive time is ambiguous by hours, which decides whether a short-lived SVID is valid.
+        raise ValueError("at must be a timezone-aware datetime")
+    return at.astimezone(dt.UTC)
+
+
+def verify_entries(
+    entries: Sequence[RunResult],
+    *,
+    namespace: str,
+    name: str,
+    trust: TrustBundle | None,
+    at: dt.datetime | None = None,
+    check_chain: bool = True,
+) -> Verdict:
+    """Verify the entries of a TaskRun's termination message (as parsed by the controller).
+
+    ``trust`` None means no trust could be obtained: the verdict is then ``TrustUnavailable``
+    (after the checks that precede trust in Tekton's order).  ``at`` (timezone-aware) is the time
+    the chain is checked at, default now.  ``check_chain=False`` skips only the chain; the SPIFFE
+    ID and every signature are still checked, against the key of an SVID nobody vouched for.
+    """
+    if not namespace or not name:
+        raise ValueError("namespace and name must be non-empty")
+    when = _utc(at)
+    entries = tuple(entries)
+    fmt = detect_format(entries)
+    if fmt is None:
+        return Verdict(
+            verified=False,
+            reason=Reason.UNKNOWN_FORMAT,
+            message="the message has no signing entries of a known format "
+            f"({', '.join(known_formats())}); it is unsigned or signed in an unsupported format",
+            format="",
+            identity=None,
+            checked_at=when,
+            results=entries,
+        )
+    visible = tuple(e for e in entries if not fmt.is_signing_entry(e))
+    request = Request(
+        namespace=namespace,
+        name=name,
+        trust_domain=trust.trust_domain if trust is not None else None,
+        roots=trust.roots if trust is not None else (),
+        at=when,
+        check_chain=check_chain,
+    )
+    try:
+        outcome = fmt.verify(entries, request)
+    except VerificationFailed as exc:
+        return Verdict(False, exc.reason, exc.message, fmt.name, exc.identity, when, visible)
+    except Exception as exc:  # fail closed: the format's checks already wrap their own errors
+        return Verdict(
+            False,
+            Reason.MESSAGE_INVALID,
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            fmt.name,
+            None,
+            when,
+            visible,
+        )
+    return Verdict(True, Reason.VERIFIED, VERIFIED_MESSAGE, fmt.name, outcome.identity, when, visible)
+
+
+def verify_message(
+    message: str,
+    *,
+    namespace: str,
+    name: str,
+    trust: TrustBundle | None,
+    at: dt.datetime | None = None,
+    check_chain: bool = True,
+) -> Verdict:
+    """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it."""
+    when = _utc(at)
+    try:
+        entries = parse_message(message)
+    except Exception as exc:
+        return Verdict(False, Reason.MESSAGE_INVALID, f"termination message: {exc}", "", None, when, ())
+    return verify_entries(
+        entries, namespace=namespace, name=name, trust=trust, at=when, check_chain=check_chain
+    )
