@@ -46,6 +46,11 @@ def run() -> None:
     left is interpreter teardown, which with gRPC and cryptography loaded costs a signed step
     ~30 ms on its critical path.  Go's entrypoint ends with os.Exit the same way.
     """
+    # Python turns SIGINT into KeyboardInterrupt; Go's default, which Tekton relies on outside the
+    # command's run (where signals are forwarded), is to die of the signal.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed stream is owed nothing

@@ -199,7 +199,9 @@ def read_existing(path: str, compressed: bool, log: Any = None) -> list[RunResul
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise TerminationMessageError(f"reading termination message {path}: {exc.strerror or exc}") from exc
+        from entrypoint._internal.goerrors import read_file_error
+
+        raise TerminationMessageError(read_file_error(path, exc)) from exc
     if not content.strip():
         return []
     try:
@@ -255,11 +257,18 @@ class TerminationFile:
 
 
 def _write_file(path: str, message: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    from entrypoint._internal.goerrors import path_error
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise TerminationMessageError(path_error("open", path, exc)) from exc
     try:
         view = memoryview(message)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except OSError as exc:
+        raise TerminationMessageError(path_error("write", path, exc)) from exc
     finally:
         os.close(fd)

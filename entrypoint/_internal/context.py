@@ -23,6 +23,8 @@ class Context:
         self._timer: threading.Timer | None = None
         self.deadline: float | None = None
         if timeout is not None:
+            # Go accepts durations up to ~292 years; a timer cannot wait that long.
+            timeout = min(timeout, threading.TIMEOUT_MAX)
             self.deadline = time.monotonic() + timeout
             self._timer = threading.Timer(max(timeout, 0.0), self._expire)
             self._timer.daemon = True

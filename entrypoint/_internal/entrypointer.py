@@ -11,6 +11,7 @@ import os
 import threading
 
 from entrypoint._internal.context import Context
+from entrypoint._internal.goerrors import GoPathError, mkdir_all
 from entrypoint._internal.gopath import join
 from entrypoint._internal.layout import Layout
 from entrypoint._internal.results import format_started_at, phase_enabled, read_artifact, read_results
@@ -21,6 +22,7 @@ from entrypoint.errors import (
     DeadlineExceeded,
     DebugBeforeStepError,
     EntrypointError,
+    PostFileError,
     ResultsError,
     SkipError,
 )
@@ -139,9 +141,9 @@ class Entrypointer:
         cfg = self.cfg
         for sub in ("results", "artifacts"):
             try:
-                os.makedirs(join(cfg.step_metadata_dir, sub), 0o777, exist_ok=True)
-            except OSError as exc:
-                raise ResultsError(f"mkdir {join(cfg.step_metadata_dir, sub)}: {exc.strerror}") from exc
+                mkdir_all(join(cfg.step_metadata_dir, sub))
+            except GoPathError as exc:
+                raise ResultsError(str(exc)) from exc
 
         for wait_file in cfg.wait_files:
             try:
@@ -343,10 +345,17 @@ class Entrypointer:
 
     def _write_post(self, failed: bool) -> None:
         if self.cfg.post_file:
-            self.post_writer.write(self.cfg.post_file + (".err" if failed else ""), "")
+            self._post(self.cfg.post_file + (".err" if failed else ""), "")
 
     def _write_exit_code(self, content: str) -> None:
-        self.post_writer.write(join(self.cfg.step_metadata_dir, "exitCode"), content)
+        self._post(join(self.cfg.step_metadata_dir, "exitCode"), content)
+
+    def _post(self, file: str, content: str) -> None:
+        # Go's post writer calls log.Fatalf: no termination message, no breakpoint, exit 1.
+        try:
+            self.post_writer.write(file, content)
+        except PostFileError as exc:
+            raise Fatal(str(exc)) from exc
 
 
 def _refuse_reserved(entries: list[RunResult], directory: str) -> None:

@@ -44,7 +44,23 @@ _HTML_SAFE = str.maketrans(
 
 def go_string(s: str) -> str:
     """One JSON string literal exactly as Go's ``encoding/json`` writes it."""
+    if not s.isascii():
+        s = _valid_utf8(s)
     return _encode_basestring(s).translate(_HTML_SAFE)
+
+
+def _valid_utf8(s: str) -> str:
+    """Strings from argv or file names can carry undecodable bytes as lone surrogates; Go writes
+    each such byte as U+FFFD."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = s.encode("utf-8", "surrogateescape")  # bytes that os/argv decoding escaped
+        except UnicodeEncodeError:
+            raw = s.encode("utf-8", "surrogatepass")  # any other lone surrogate
+        return decode_go_bytes(raw)
+    return s
 
 
 def marshal(obj: Any) -> str:
@@ -76,6 +92,20 @@ class Base64Error(ValueError):
 
 
 def decode_go_base64(src: bytes, *, padded: bool) -> bytes:
+    """See :func:`_decode_go_base64`; well-formed input takes C's fast path with the same result."""
+    body = src.rstrip(b"=")
+    canonical = len(src) - len(body) <= 2 and b"=" not in body  # C accepts "QUJD====", Go does not
+    if padded and canonical and len(src) % 4 == 0 and b"\n" not in src and b"\r" not in src:
+        import binascii
+
+        try:
+            return binascii.a2b_base64(src, strict_mode=True)
+        except binascii.Error:
+            pass  # malformed: the exact decoder below finds Go's error offset
+    return _decode_go_base64(src, padded=padded)
+
+
+def _decode_go_base64(src: bytes, *, padded: bool) -> bytes:
     """Go's ``base64.StdEncoding`` (``padded``) or ``RawStdEncoding`` ``Decode``, non-strict.
 
     CR and LF are skipped anywhere; every other byte outside the alphabet is an error.  Error

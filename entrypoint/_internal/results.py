@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from entrypoint._internal.goerrors import read_file_error
 from entrypoint._internal.gojson import decode_go_bytes
 from entrypoint._internal.gopath import join
 from entrypoint.errors import ResultsError
@@ -28,7 +29,7 @@ def read_results(names: list[str], directory: str, result_type: ResultType) -> l
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise ResultsError(f"read {path}: {exc.strerror or exc}") from exc
+            raise ResultsError(read_file_error(path, exc)) from exc
         out.append(RunResult(name, decode_go_bytes(data), int(result_type)))
     return out
 
@@ -41,7 +42,7 @@ def read_artifact(path: str, result_type: ResultType) -> RunResult | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ResultsError(f"open {path}: {exc.strerror or exc}") from exc
+        raise ResultsError(read_file_error(path, exc)) from exc
     return RunResult(path, decode_go_bytes(data), int(result_type))
 
 

@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 
+from entrypoint._internal.goerrors import GoPathError, errno_text, mkdir_all, path_error
 from entrypoint.errors import ChildExitError, ContextError, StartError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
@@ -193,7 +194,7 @@ class ProcessRunner:
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )  # fmt: skip
         except OSError as exc:
-            raise StartError(f"fork/exec {path}: {(exc.strerror or str(exc)).lower()}") from exc
+            raise StartError(f"fork/exec {path}: {errno_text(exc.errno)}") from exc
 
 
 def _ctx_err(ctx: Context) -> ContextError:
@@ -223,13 +224,13 @@ def _open_output(path: str, sinks: list[BinaryIO]) -> BinaryIO | None:
     parent = os.path.dirname(path)
     if parent:
         try:
-            os.makedirs(parent, 0o777, exist_ok=True)
-        except OSError as exc:
-            raise StartError(f"error creating parent directory: {exc.strerror}") from exc
+            mkdir_all(parent)
+        except GoPathError as exc:
+            raise StartError(f"error creating parent directory: {exc}") from exc
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise StartError(f"error opening {path}: {exc.strerror}") from exc
+        raise StartError(f"error opening {path}: {path_error('open', path, exc)}") from exc
     f: BinaryIO = os.fdopen(fd, "wb", buffering=0)
     sinks.append(f)
     return f

@@ -13,6 +13,8 @@ import os
 import select
 import threading
 
+from entrypoint._internal.goerrors import path_error
+from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import ContextError, SkipError, WaitError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
@@ -32,7 +34,7 @@ def _satisfied(file: str, expect_content: bool) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise WaitError(f'waiting for "{file}": stat {file}: {exc.strerror}') from exc
+        raise WaitError(f"waiting for {go_quote(file)}: {path_error('stat', file, exc)}") from exc
     return not expect_content or st.st_size > 0
 
 

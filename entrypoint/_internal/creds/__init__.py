@@ -10,12 +10,12 @@ import stat
 from entrypoint._internal import gopath
 from entrypoint._internal.creds._common import (
     CredentialError,
-    errno_text,
     from_bytes,
     mkdir_all,
     path_error,
     to_bytes,
 )
+from entrypoint._internal.goerrors import errno_text
 from entrypoint._internal.goflag import go_quote
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms

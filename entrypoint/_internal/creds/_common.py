@@ -7,11 +7,10 @@ here re-encodes with ``surrogateescape`` to act on the same bytes Go would.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 
-from entrypoint._internal import gopath
+from entrypoint._internal import goerrors, gopath
+from entrypoint._internal.goerrors import errno_text
 from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import EntrypointError, FlagValueError
 
@@ -43,19 +42,6 @@ def go_quote_bytes(b: bytes) -> str:
 
 
 # -- Go os errors ------------------------------------------------------------------------------------
-
-
-def errno_text(code: int | None) -> str:
-    """The text of Go's ``syscall.Errno``: glibc's message with a lower-case first letter."""
-    if code is None:
-        return "unknown error"
-    try:
-        text = os.strerror(code)
-    except ValueError:
-        text = ""
-    if not text or text.startswith("Unknown error"):
-        return f"errno {code}"
-    return text[0].lower() + text[1:]
 
 
 def path_error(op: str, path: str, exc: OSError) -> CredentialError:
@@ -123,26 +109,10 @@ def append_file(path: str, data: bytes, perm: int) -> None:
 
 def mkdir_all(path: str, perm: int) -> None:
     """Go's ``os.MkdirAll``, with its error texts (an existing non-directory is ENOTDIR)."""
-    raw = to_bytes(path)
     try:
-        st = os.stat(raw)
-    except OSError:
-        pass
-    else:
-        if stat.S_ISDIR(st.st_mode):
-            return
-        raise CredentialError(f"mkdir {path}: {errno_text(errno.ENOTDIR)}")
-    parent = path.rstrip("/")
-    cut = parent.rfind("/")
-    if cut > 0:
-        mkdir_all(parent[:cut], perm)
-    try:
-        os.mkdir(raw, perm)
-    except OSError as exc:
-        # Another writer may have created it meanwhile; Go accepts an existing directory.
-        if os.path.isdir(raw):
-            return
-        raise path_error("mkdir", path, exc) from exc
+        goerrors.mkdir_all(path, perm)
+    except goerrors.GoPathError as exc:
+        raise CredentialError(str(exc)) from exc
 
 
 # -- flag values ---------------------------------------------------------------------------------------
