@@ -19,6 +19,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def fix_surrogates(text: str) -> str:
     """Replace lone surrogates with U+FFFD, as Go does for bad bytes inside JSON strings."""
+    if text.isascii():  # the common case, answered from a flag without scanning
+        return text
     return _SURROGATE.sub("\ufffd", text)
 
 

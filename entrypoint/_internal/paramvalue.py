@@ -78,6 +78,11 @@ def parse_param_value(raw: str) -> ParamValue:
                 obj[fix_surrogates(key)] = text
             else:
                 return ParamValue("object", obj=MappingProxyType(obj))
+    # Only a JSON string literal or null (after JSON whitespace) can still decode to a string;
+    # anything else is kept verbatim, so spare the decoder (the verifier's hot path).
+    head = raw.lstrip(" \t\n\r")[:1]
+    if head not in ('"', "n"):
+        return ParamValue("string", string=raw)
     try:
         decoded = go_json_loads(raw)
     except ValueError:

@@ -30,6 +30,7 @@ def _truncate(text: str) -> str:
 
 # Go matches struct fields case-insensitively, with Unicode simple folding (K, ſ).
 _FIELDS = {"KEY": "key", "VALUE": "value", "RESOURCENAME": "resource_name", "TYPE": "type"}
+_EXACT = {"key": "key", "value": "value", "resourceName": "resource_name", "type": "type"}
 
 
 def _entries_from_json(data: Any) -> list[RunResult]:
@@ -48,7 +49,7 @@ def _entry_from_json(item: Any) -> RunResult:
         raise ValueError(f"json: cannot unmarshal {json_kind(item)} into Go value of type result.RunResult")
     fields: dict[str, Any] = {"key": "", "value": "", "resource_name": "", "type": 0}
     for raw_name, value in item:
-        target = _FIELDS.get(go_fold_name(raw_name))
+        target = _EXACT.get(raw_name) or _FIELDS.get(go_fold_name(raw_name))
         if target is None:
             continue
         if target == "type":
