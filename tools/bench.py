@@ -47,27 +47,27 @@ def rusage_helper() -> str | None:
 RUSAGE = rusage_helper()
 
 
-def spawn(argv: Sequence[str], env: dict[str, str] | None = None) -> Sample:
+def spawn(argv: Sequence[str], env: dict[str, str] | None = None, rss: bool = True) -> Sample:
     """Run a process to completion: wall time (timed directly), then peak RSS (through the helper,
     in a second run, so that the helper's fork does not count in the time)."""
     environ = env if env is not None else dict(os.environ)
-    quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
     start = time.perf_counter()
     pid = os.posix_spawn(argv[0], list(argv), environ, file_actions=quiet)
     _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv} exited with {os.waitstatus_to_exitcode(status)}")
-    rss = -1
-    if RUSAGE is not None:
+    peak = -1
+    if rss and RUSAGE is not None:
         r, w = os.pipe()
         actions = [*quiet, (os.POSIX_SPAWN_DUP2, w, 3)]
         pid = os.posix_spawn(RUSAGE, [RUSAGE, *argv], environ, file_actions=actions)
         os.close(w)
         os.waitpid(pid, 0)
         with os.fdopen(r) as f:
-            rss = int(f.read().strip() or -1)
-    return Sample(elapsed, rss)
+            peak = int(f.read().strip() or -1)
+    return Sample(elapsed, peak)
 
 
 def fmt_ms(values: Sequence[float]) -> str:
@@ -92,7 +92,7 @@ def entrypoint_commands() -> dict[str, list[str]]:
     purelib = sysconfig.get_paths()["purelib"]
     lean_code = (
         f"import sys; sys.path[:0] = [{str(REPO)!r}, {purelib!r}]; sys.argv[0] = 'entrypoint'; "
-        "from entrypoint.cli import main; sys.exit(main())"
+        "from entrypoint.cli import run; run()"
     )
     cmds = {"lean (-I -S)": [python, "-I", "-S", "-c", lean_code]}
     script = Path(python).parent / "entrypoint"
@@ -191,9 +191,124 @@ def bench_chain(runs: int, cmds: dict[str, list[str]], n: int = 10) -> None:
         print("  target: < 20 ms of hand-off per step (Tekton polls once a second: ~500 ms on average)")
 
 
+class Agent:
+    """The local Workload API server, as a separate process (as a SPIRE agent would be)."""
+
+    def __init__(self, spiffe_id: str, tmp: str) -> None:
+        self.socket = os.path.join(tempfile.mkdtemp(prefix="agent", dir="/tmp"), "agent.sock")
+        self.bundle = os.path.join(tmp, "bundle.pem")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "entrypoint.testing.workload_api", "--socket", self.socket,
+             "--trust-domain", "example.org", "--spiffe-id", spiffe_id, "--bundle-out", self.bundle],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.readline().startswith("ready"):
+            raise RuntimeError("the local Workload API server did not start")
+
+    @property
+    def address(self) -> str:
+        return f"unix://{self.socket}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def bench_signing(runs: int, cmds: dict[str, list[str]]) -> None:
+    name, cmd = next(iter(cmds.items()))
+    n = 10
+    seconds = os.environ.get("BENCH_STEP_SECONDS", "0.3")
+    print(f"\n(c) a step running {seconds} s that writes {n} results: SPIRE-signed vs unsigned ({name});")
+    print(f"    {runs} runs each, interleaved")
+    with tempfile.TemporaryDirectory(dir=fast_tmp()) as tmp:
+        agent = Agent("spiffe://example.org/ns/bench/taskrun/run", tmp)
+        try:
+            writes = "; ".join(f"printf 'sha256:%064d' {i} > $R/IMAGE{i}_DIGEST" for i in range(n))
+            script = f"{writes}; sleep {seconds}"
+            names = ",".join(f"IMAGE{i}_DIGEST" for i in range(n))
+            samples: dict[str, list[float]] = {"unsigned": [], "signed": []}
+            for i in range(runs + 1):
+                for variant, kept in samples.items():
+                    root = Path(tmp) / f"{variant}-{i}"
+                    (root / "results").mkdir(parents=True)
+                    sign = (
+                        ["-enable_spire", "-spire_socket_path", agent.address] if variant == "signed" else []
+                    )
+                    args = [*cmd, *sign, "-termination_path", str(root / "termination"),
+                            "-step_metadata_dir", str(root / "status"), "-post_file", str(root / "out"),
+                            "-results", names, "-entrypoint", "/bin/sh", "--", "-c", script]  # fmt: skip
+                    env = {**os.environ, ROOT_ENV: str(root), "R": str(root / "results")}
+                    s = spawn(args, env, rss=False)
+                    if i:
+                        kept.append(s.seconds)
+                    if variant == "signed" and "RESULT_MANIFEST" not in (root / "termination").read_text():
+                        raise RuntimeError("the signed step produced no signature")
+            added = statistics.median(samples["signed"]) - statistics.median(samples["unsigned"])
+            for variant, ss in samples.items():
+                print(f"  {variant:<22} {fmt_ms(ss)}")
+            print(f"  {'added by signing':<22} {added * 1000:7.1f} ms at the median")
+            print("  target: <= 5 ms added on the critical path")
+        finally:
+            agent.stop()
+
+
+def openssl_verify_rate(curve: str = "ecdsap256") -> float | None:
+    """What this machine's OpenSSL does alone: ``openssl speed`` verifications per second."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    out = subprocess.run([openssl, "speed", "-seconds", "2", "-elapsed", curve],
+                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    for line in out.splitlines():
+        if "ecdsa" in line and "bits" in line:
+            return float(line.split()[-1])
+    return None
+
+
+def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
+    from entrypoint.termination import RunResult, encode_message
+    from entrypoint.testing.ca import TestCA
+    from entrypoint.verify import TrustBundle, verify_message
+
+    del cmds
+    n = 10
+    ca = TestCA("example.org")
+    svid = ca.issue_svid("spiffe://example.org/ns/bench/taskrun/run")
+    from entrypoint._internal.signing.identity import Identity
+    from entrypoint._internal.signing.tekton_format import TektonFormat
+
+    entries = [RunResult(f"IMAGE{i}_DIGEST", f"sha256:{i:064x}", 1) for i in range(n)]
+    ident = Identity(svid.key, svid.chain, svid.spiffe_id)
+    message = encode_message(entries + TektonFormat().sign(entries, ident)).decode()
+    trust = TrustBundle("example.org", (ca.root_cert,))
+    checks = n + 2  # each result, the manifest, and the leaf's signature by the CA
+    rates = []
+    for _ in range(max(runs // 3, 5)):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 0.5:
+            v = verify_message(message, namespace="bench", name="run", trust=trust)
+            if not v.verified:
+                raise RuntimeError(v.message)
+            count += 1
+        rates.append(count / (time.perf_counter() - start))
+    rate = statistics.median(rates)
+    print(f"\n(d) verifier throughput, Tekton format, {n} results ({checks} ECDSA P-256 checks per message)")
+    print(
+        f"  verify_message        {rate:8.0f} messages/s (median of {len(rates)} half-second runs, one core)"
+    )
+    bound = openssl_verify_rate()
+    if bound:
+        per_message = bound / checks
+        print(f"  OpenSSL bound         {per_message:8.0f} messages/s ({bound:.0f} verifies/s / {checks})")
+        print(f"  ratio                 {rate / per_message:8.0%}   target: >= 70%")
+
+
 SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "true-step": bench_true_step,
     "chain": bench_chain,
+    "signing": bench_signing,
+    "verify": bench_verify,
 }
 
 

@@ -51,7 +51,7 @@ def background_signer(
     if backend != "spire" or wire_format != "tekton":
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 
-    spec = (
+    spec: tuple[str, dict[str, str | float]] = (
         "entrypoint._internal.signing.spire:SpireBackend",
         {"address": spire_socket, "budget": budget, "interval": interval},
     )
