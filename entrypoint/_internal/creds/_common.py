@@ -86,19 +86,16 @@ def _write_all(fd: int, path: str, data: bytes) -> None:
 def write_file(path: str, data: bytes, perm: int) -> None:
     """Go's ``os.WriteFile``: create with ``perm`` (masked by umask), or truncate an existing
     file and keep its mode."""
-    try:
-        fd = os.open(to_bytes(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perm)
-    except OSError as exc:
-        raise path_error("open", path, exc) from exc
-    try:
-        _write_all(fd, path, data)
-    finally:
-        os.close(fd)
+    _write_new(path, data, perm, os.O_TRUNC)
 
 
 def append_file(path: str, data: bytes, perm: int) -> None:
+    _write_new(path, data, perm, os.O_APPEND)
+
+
+def _write_new(path: str, data: bytes, perm: int, mode_flag: int) -> None:
     try:
-        fd = os.open(to_bytes(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, perm)
+        fd = os.open(to_bytes(path), os.O_WRONLY | os.O_CREAT | mode_flag | os.O_CLOEXEC, perm)
     except OSError as exc:
         raise path_error("open", path, exc) from exc
     try:
