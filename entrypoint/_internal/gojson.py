@@ -45,11 +45,11 @@ _HTML_SAFE = str.maketrans(
 def go_string(s: str) -> str:
     """One JSON string literal exactly as Go's ``encoding/json`` writes it."""
     if not s.isascii():
-        s = _valid_utf8(s)
+        s = valid_utf8(s)
     return _encode_basestring(s).translate(_HTML_SAFE)
 
 
-def _valid_utf8(s: str) -> str:
+def valid_utf8(s: str) -> str:
     """Strings from argv or file names can carry undecodable bytes as lone surrogates; Go writes
     each such byte as U+FFFD."""
     try:

@@ -1,0 +1,120 @@
+"""The compact signed-results format `cs1` (docs/compact-format.md): statement and value codec.
+
+Shared by the signer and the verifier, so that both build the signed bytes the same way; the
+test suite checks both against an implementation written from the document alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from entrypoint._internal.gojson import valid_utf8
+from entrypoint.termination import RunResult
+
+TAG = "cs1"
+SIGNATURE_KEY = "SIGNATURE"
+ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
+MATERIAL_KINDS = ("x509", "x509-ref")
+
+
+class CompactFormatError(ValueError):
+    """A SIGNATURE value that does not follow the cs1 syntax; the text says which field."""
+
+
+@dataclass(frozen=True)
+class SignatureValue:
+    step: str
+    signed_at: int
+    alg: str
+    signature: bytes
+    material_kind: str
+    material: bytes  # the DER chain for x509, the chain's SHA-256 for x509-ref
+
+    def encode(self) -> str:
+        return ".".join(
+            (TAG, self.step, str(self.signed_at), self.alg, b64url(self.signature),
+             f"{self.material_kind}:{b64url(self.material)}")
+        )  # fmt: skip
+
+    @property
+    def material_digest(self) -> bytes:
+        """What the statement binds: the chain's SHA-256, whichever way the chain travels."""
+        return self.material if self.material_kind == "x509-ref" else hashlib.sha256(self.material).digest()
+
+    @classmethod
+    def decode(cls, value: str) -> SignatureValue:
+        fields = value.split(".")
+        if len(fields) != 6:
+            raise CompactFormatError(f"SIGNATURE: expected 6 '.'-separated fields, found {len(fields)}")
+        tag, step, signed_at, alg, signature, material = fields
+        if tag != TAG:
+            raise CompactFormatError(f"SIGNATURE: unknown format tag {tag!r} (expected {TAG!r})")
+        if step and not (step.isascii() and step.isdigit()):
+            raise CompactFormatError(f"SIGNATURE: step {step!r} is not a decimal index")
+        if not (signed_at.isascii() and signed_at.isdigit()):
+            raise CompactFormatError(f"SIGNATURE: signedAt {signed_at!r} is not Unix seconds")
+        if alg not in ALGORITHMS:
+            raise CompactFormatError(
+                f"SIGNATURE: unknown algorithm {alg!r} (expected one of {', '.join(ALGORITHMS)})"
+            )
+        kind, sep, data = material.partition(":")
+        if not sep or kind not in MATERIAL_KINDS:
+            raise CompactFormatError(f"SIGNATURE: unknown identity material {kind!r}")
+        sig_bytes = unb64url(signature, "signature")
+        material_bytes = unb64url(data, f"{kind} material")
+        if kind == "x509-ref" and len(material_bytes) != 32:
+            raise CompactFormatError("SIGNATURE: an x509-ref must be a 32-byte SHA-256 digest")
+        return cls(step, int(signed_at), alg, sig_bytes, kind, material_bytes)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str, what: str) -> bytes:
+    if not text or "=" in text or len(text) % 4 == 1:
+        raise CompactFormatError(f"SIGNATURE: {what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise CompactFormatError(f"SIGNATURE: {what} is not unpadded base64url") from exc
+
+
+def controller_view(entries: Sequence[RunResult]) -> list[RunResult]:
+    """The entries as Tekton's controller sees them: all-zero entries dropped, the last entry per
+    key kept, sorted by key as UTF-8 bytes; without the signature entry."""
+    by_key: dict[str, RunResult] = {}
+    for e in entries:
+        if not e.is_zero():
+            # As they will read once written: bytes that are not UTF-8 become U+FFFD (gojson).
+            key, value = valid_utf8(e.key), valid_utf8(e.value)
+            by_key[key] = RunResult(key, value, e.type, e.resource_name)
+    by_key.pop(SIGNATURE_KEY, None)
+    return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
+
+
+def statement(entries: Sequence[RunResult], *, step: str, signed_at: int, material_digest: bytes) -> bytes:
+    """The signed bytes: RFC 8785 (JCS) serialisation of the statement over ``entries``."""
+    listed = [
+        {
+            "digest": hashlib.sha256(e.value.encode("utf-8", "surrogatepass")).hexdigest(),
+            "name": e.key,
+            "type": e.type,
+        }
+        for e in controller_view(entries)
+    ]
+    body = {
+        "entries": listed,
+        "format": TAG,
+        "material": material_digest.hex(),
+        "signedAt": signed_at,
+        "step": step,
+    }
+    # With only strings, non-negative integers, lists and ASCII-keyed objects, sorted keys and no
+    # whitespace with raw UTF-8 is exactly RFC 8785's output (Python escapes the same characters).
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
