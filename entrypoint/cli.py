@@ -138,8 +138,12 @@ def _main(args: list[str]) -> int:
 
         if backend == "spire":
             log("SPIRE is enabled in this build, enableSpire is supported")
+        from entrypoint._internal.entrypointer import step_index
+
         signer = background_signer(
             backend,
+            opts.signature_format,
+            step=step_index(opts.step_metadata_dir),
             spire_socket=opts.spire_socket_path,
             budget=opts.signing_timeout_ns / 1e9,
             interval=opts.signing_retry_interval_ns / 1e9,

@@ -18,7 +18,7 @@ from entrypoint.errors import MessageLengthError, TerminationMessageError
 # (zlib, base64) and typing are loaded where they are used.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
 MAX_MESSAGE_BYTES = 4096
@@ -220,7 +220,10 @@ def write_message(
     The file is rewritten as a whole; if the result would exceed 4096 bytes nothing is written and
     :class:`MessageLengthError` is raised.  Returns the bytes written.
     """
-    return TerminationFile(path, compressed, log).append(new_entries)
+    file = TerminationFile(path, compressed, log)
+    file.append(new_entries)
+    assert file.written is not None  # append either wrote or raised
+    return file.written
 
 
 class TerminationFile:
@@ -237,6 +240,11 @@ class TerminationFile:
         self._written: bytes | None = None
         self._entries: list[RunResult] = []
 
+    @property
+    def written(self) -> bytes | None:
+        """The bytes of the last successful write by this object."""
+        return self._written
+
     def _existing(self) -> list[RunResult]:
         if self._written is not None:
             try:
@@ -247,13 +255,25 @@ class TerminationFile:
                 pass
         return read_existing(self.path, self.compressed, self.log)
 
-    def append(self, new_entries: Sequence[RunResult]) -> bytes:
+    def append(
+        self,
+        new_entries: Sequence[RunResult],
+        seal: Callable[[list[RunResult]], list[list[RunResult]]] | None = None,
+    ) -> list[RunResult]:
+        """Append and write; returns the entries written.
+
+        ``seal`` (a signer that covers the whole message) turns the full list into candidate
+        lists in order of preference; the first that fits in 4096 bytes is written.
+        """
         entries = self._existing() + list(new_entries)
-        message = encode_message(entries, self.compressed)
-        check_size(message)
-        _write_file(self.path, message)
-        self._written, self._entries = message, entries
-        return message
+        candidates = seal(entries) if seal is not None else [entries]
+        for candidate in candidates:
+            message = encode_message(candidate, self.compressed)
+            if len(message) <= MAX_MESSAGE_BYTES:
+                _write_file(self.path, message)
+                self._written, self._entries = message, candidate
+                return candidate
+        raise MessageLengthError()
 
 
 def _write_file(path: str, message: bytes) -> None:

@@ -15,6 +15,7 @@ from entrypoint._internal.goerrors import GoPathError, mkdir_all
 from entrypoint._internal.gopath import join
 from entrypoint._internal.layout import Layout
 from entrypoint._internal.results import format_started_at, phase_enabled, read_artifact, read_results
+from entrypoint._internal.signing.errors import SigningError
 from entrypoint.errors import (
     ChildExitError,
     ContextCanceled,
@@ -38,11 +39,21 @@ if TYPE_CHECKING:
     Log = Callable[[str], None]
 
 RESULT_FROM_TERMINATION_MESSAGE = "termination-message"
+# In a step's metadata directory: the SHA-256 of the certificate chain its message embeds.
+MATERIAL_MARKER = "signing-material.sha256"
 STEP_REFERENCE = "$(steps."
 
 
 class Fatal(EntrypointError):
     pass
+
+
+def step_index(step_metadata_dir: str) -> str:
+    """The step's index from Tekton's ``/tekton/run/<index>/status``; "" outside that layout."""
+    parts = step_metadata_dir.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-1] == "status" and parts[-3] == "run" and parts[-2].isdigit():
+        return parts[-2]
+    return ""
 
 
 class StepConfig:
@@ -112,6 +123,9 @@ class Entrypointer:
         self.env: MutableMapping[str, str] = os.environ if env is None else env
         self.run_ctx: Context = Context.background()
         self.termination = TerminationFile(config.termination_path, config.compress, log)
+        self._seals = bool(getattr(signer, "seals", False))
+        self._sidecar_entries: list[RunResult] = []
+        self._earlier_material: frozenset[bytes] | None = None
 
     # -- R0: the finaliser ------------------------------------------------------------------------
 
@@ -128,12 +142,61 @@ class Entrypointer:
 
     def _finalise(self, out: list[RunResult]) -> None:
         try:
-            self._write_termination(out)
+            written = self._write_termination(out)
         except EntrypointError as exc:
             raise Fatal(f"Error while writing message: {exc}") from exc
+        if self._seals:
+            self._publish_material(written)
 
-    def _write_termination(self, entries: list[RunResult]) -> None:
-        self.termination.append(entries)
+    def _write_termination(self, entries: list[RunResult]) -> list[RunResult]:
+        if not self._seals:
+            return self.termination.append(entries)
+        try:
+            return self.termination.append(entries, self._seal)
+        except SigningError:
+            # What the step did must not be lost with the signature: write it unsigned (a
+            # verifier rejects it), then fail.
+            self.termination.append(entries)
+            raise
+
+    # -- sealing (formats that sign the whole message, e.g. compact) ----------------------------------
+
+    def _seal(self, entries: list[RunResult]) -> list[list[RunResult]]:
+        assert self.signer is not None
+        # Results that travel by the sidecar's log are bound too, but not written here.
+        off_message = {id(e) for e in self._sidecar_entries}
+        options = self.signer.seal_options(entries + self._sidecar_entries, self._embedded_elsewhere())
+        return [[e for e in option if id(e) not in off_message] for option in options]
+
+    def _embedded_elsewhere(self) -> frozenset[bytes]:
+        """Chains that earlier steps of this pod embedded in their messages (their markers)."""
+        if self._earlier_material is None:
+            found: set[bytes] = set()
+            index = step_index(self.cfg.step_metadata_dir)
+            run_dir = os.path.dirname(os.path.dirname(self.cfg.step_metadata_dir.rstrip("/")))
+            for j in range(int(index) if index else 0):
+                try:
+                    with open(join(run_dir, str(j), "status", MATERIAL_MARKER)) as f:
+                        found.add(bytes.fromhex(f.read().strip()))
+                except (OSError, ValueError):
+                    continue
+            self._earlier_material = frozenset(found)
+        return self._earlier_material
+
+    def _publish_material(self, written: list[RunResult]) -> None:
+        """Tell later steps which chain this step's final message embeds, so that a later step
+        short of space may refer to it instead of embedding it again (docs/compact-format.md §5)."""
+        from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue
+
+        for e in written:
+            if e.key == SIGNATURE_KEY:
+                value = SignatureValue.decode(e.value)
+                if value.material_kind == "x509":
+                    try:
+                        with open(join(self.cfg.step_metadata_dir, MATERIAL_MARKER), "w") as f:
+                            f.write(value.material_digest.hex())
+                    except OSError as exc:
+                        self.log(f"warning: could not publish the signing material marker: {exc}")
 
     # -- the lifecycle ------------------------------------------------------------------------------
 
@@ -252,12 +315,17 @@ class Entrypointer:
 
     def _results_phase(self, names: list[str], directory: str, rtype: ResultType) -> None:
         entries = read_results(names, directory, rtype)
-        to_write = entries if self.cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE else []
+        if self.cfg.result_from == RESULT_FROM_TERMINATION_MESSAGE:
+            to_write = entries
+        else:
+            to_write = []
+            self._sidecar_entries.extend(entries)
         if self.signer is not None:
             _refuse_reserved(entries, directory)
             # With sidecar-logs the results travel through the sidecar, but their signing entries
             # still go into the termination message: Tekton computes them and throws them away.
-            to_write = to_write + self.signer.sign(self.run_ctx, entries)
+            if not self._seals:
+                to_write = to_write + self.signer.sign(self.run_ctx, entries)
         if to_write:
             self._write_termination(to_write)
 

@@ -33,6 +33,7 @@ class Options:
     enable_spire: bool = False
     spire_socket_path: str = DEFAULT_SPIRE_SOCKET
     signing_backend: str = ""
+    signature_format: str = "tekton"
     signing_timeout_ns: int = 20 * 10**9
     signing_retry_interval_ns: int = 2 * 10**9
 
@@ -114,6 +115,12 @@ class _Bound:
         usage = "Signing identity backend: spire (same as -enable_spire); empty means no signing"
         fs.var(self.signing_backend, "signing_backend", usage)
         fs.var(self.signing_backend, "signing-backend", usage)
+        self.signature_format = ChoiceValue(("tekton", "compact"), "tekton")
+        fs.var(
+            self.signature_format,
+            "signature_format",
+            "Signed-results wire format: tekton (Tekton's, the default) or compact (docs/compact-format.md)",
+        )
         self.signing_timeout: DurationValue = fs.duration(
             "signing_timeout", 20 * 10**9, "Total time allowed to obtain a signing identity"
         )
@@ -124,6 +131,7 @@ class _Bound:
     def to_options(self, leftovers: list[str]) -> Options:
         opts = Options(timeout_ns=self.timeout.value, leftovers=leftovers)
         opts.signing_backend = self.signing_backend.value
+        opts.signature_format = self.signature_format.value or "tekton"
         opts.signing_timeout_ns = self.signing_timeout.value
         opts.signing_retry_interval_ns = self.signing_retry.value
         for name, sv in self.strings.items():

@@ -35,6 +35,12 @@ class PostWriter(Protocol):
 
 
 class ResultsSigner(Protocol):
-    """Turns one results phase's entries into the signing entries appended after them."""
+    """Signs results.  A format either appends signing entries per results phase (``sign``;
+    Tekton's) or, when ``seals`` is true, re-signs the whole message at every write
+    (``seal_options``; compact): it returns candidate entry lists, most preferred first."""
 
     def sign(self, ctx: Context, entries: list[RunResult]) -> list[RunResult]: ...
+
+    def seal_options(
+        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
+    ) -> list[list[RunResult]]: ...

@@ -314,6 +314,11 @@ class RecordingSigner:
         self.calls.append(entries)
         return [RunResult("SIGNED", ",".join(e.key for e in entries), 1)]
 
+    def seal_options(
+        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
+    ) -> list[list[RunResult]]:
+        raise AssertionError("a per-phase signer is never asked to seal")
+
 
 def test_signer_is_called_per_phase_even_without_result_files(tmp_path: Path) -> None:
     ep, _, _, _ = make(tmp_path, command=["x"], results=["foo"], step_results=["bar"])

@@ -15,16 +15,17 @@ from entrypoint._internal.signing.errors import SigningError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from entrypoint._internal.signing.background import BackgroundSigner
+    from entrypoint._internal.signing.compact_format import CompactFormat
     from entrypoint._internal.signing.forked import ForkedBackend
     from entrypoint._internal.signing.tekton_format import TektonFormat
 
 # Result names a step may not use while signing is on: a result file with one of these names
 # could otherwise forge or shadow the signing entries (any format, any backend).
-RESERVED_NAMES = frozenset({"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig"})
+RESERVED_NAMES = frozenset({"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "SIGNATURE"})
 RESERVED_SUFFIXES = (".sig",)
 
 BACKENDS = ("spire",)
-FORMATS = ("tekton",)
+FORMATS = ("tekton", "compact")
 
 
 def is_reserved(name: str) -> bool:
@@ -38,6 +39,7 @@ def background_signer(
     spire_socket: str = "",
     budget: float = 20.0,
     interval: float = 2.0,
+    step: str = "",
 ) -> BackgroundSigner:
     """A signer that prepares itself in the background once :meth:`BackgroundSigner.start` is
     called (or, at the latest, when it is first asked to sign).
@@ -48,7 +50,7 @@ def background_signer(
     from entrypoint._internal.signing.background import BackgroundSigner
     from entrypoint._internal.signing.forked import ForkedBackend
 
-    if backend != "spire" or wire_format != "tekton":
+    if backend not in BACKENDS or wire_format not in FORMATS:
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 
     spec: tuple[str, dict[str, str | float]] = (
@@ -57,9 +59,13 @@ def background_signer(
     )
     helper = ForkedBackend(backend, budget, spec)
 
-    def setup() -> tuple[ForkedBackend, TektonFormat]:
+    def setup() -> tuple[ForkedBackend, TektonFormat | CompactFormat]:
+        if wire_format == "compact":
+            from entrypoint._internal.signing.compact_format import CompactFormat
+
+            return helper, CompactFormat(step)
         from entrypoint._internal.signing.tekton_format import TektonFormat
 
         return helper, TektonFormat()
 
-    return BackgroundSigner(setup, budget, backend)
+    return BackgroundSigner(setup, budget, backend, seals=wire_format == "compact")

@@ -32,10 +32,15 @@ if TYPE_CHECKING:
 
     class WireFormat(Protocol):
         name: str
+        seals: bool
 
         def sign(self, entries: list[RunResult], identity: Identity) -> list[RunResult]: ...
 
         def warm_up(self, identity: Identity) -> None: ...
+
+        def seal_options(
+            self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes]
+        ) -> list[list[RunResult]]: ...
 
 
 # An identity this close to expiry is fetched again before signing (SVIDs live about an hour).
@@ -48,9 +53,17 @@ class BackgroundSigner:
     """A ResultsSigner whose backend, wire format and identity are prepared on a thread."""
 
     def __init__(
-        self, setup: Callable[[], tuple[Backend, WireFormat]], budget: float, name: str = "signer"
+        self,
+        setup: Callable[[], tuple[Backend, WireFormat]],
+        budget: float,
+        name: str = "signer",
+        seals: bool = False,
     ) -> None:
         self._setup = setup
+        # Whether the format seals each termination write (compact) rather than appending
+        # entries per results phase (tekton); known before the format itself is loaded.
+        self.seals = seals
+        self._failed: SigningError | None = None
         self.budget = budget
         self._done = threading.Event()
         self._backend: Backend | None = None
@@ -92,7 +105,18 @@ class BackgroundSigner:
         return time.monotonic() - self._started
 
     def identity(self) -> Identity:
-        """The identity to sign with: the prefetched one while valid, else a fresh fetch."""
+        """The identity to sign with: the prefetched one while valid, else a fresh fetch.  Once
+        that has failed, it fails at once: a step may ask up to three times (compact seals every
+        write) and must not wait out the budget each time."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._identity_now()
+        except SigningError as exc:
+            self._failed = exc
+            raise
+
+    def _identity_now(self) -> Identity:
         self.start()
         self._done.wait(max(self.budget - self._elapsed(), 0.0) + LATE_ATTEMPT)
         backend, ident, error = self._backend, self._identity, self._error
@@ -116,3 +140,10 @@ class BackgroundSigner:
         identity = self.identity()
         assert self._format is not None  # set together with the backend
         return self._format.sign(entries, identity)
+
+    def seal_options(
+        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
+    ) -> list[list[RunResult]]:
+        identity = self.identity()
+        assert self._format is not None
+        return self._format.seal_options(entries, identity, embedded_elsewhere)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 
 from entrypoint._internal.paramvalue import canonical_value
+from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult
 
@@ -19,6 +20,7 @@ _TASK = int(ResultType.TASK_RUN_RESULT)
 
 class TektonFormat:
     name = "tekton"
+    seals = False
 
     def __init__(self) -> None:
         self._signed_a_phase = False
@@ -45,3 +47,8 @@ class TektonFormat:
         manifest_sig = identity.sign(manifest.encode("utf-8", "surrogatepass"))
         out.append(RunResult("RESULT_MANIFEST.sig", base64.b64encode(manifest_sig).decode(), _TASK))
         return out
+
+    def seal_options(
+        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes]
+    ) -> list[list[RunResult]]:
+        raise SigningError("Tekton's format signs each results phase; it does not seal messages")
