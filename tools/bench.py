@@ -304,11 +304,69 @@ def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
         print(f"  ratio                 {rate / per_message:8.0%}   target: >= 70%")
 
 
+def capacity_table() -> tuple[int, dict[str, int]]:
+    """The largest number of image-digest results whose signed message fits in 4096 bytes."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from entrypoint._internal.signing.compact_format import CompactFormat, chain_der
+    from entrypoint._internal.signing.identity import Identity
+    from entrypoint._internal.signing.tekton_format import TektonFormat
+    from entrypoint.termination import MAX_MESSAGE_BYTES, RunResult, encode_message
+    from entrypoint.testing.ca import TestCA
+
+    svid = TestCA("example.org").issue_svid(
+        "spiffe://example.org/ns/my-namespace/taskrun/build-image-run-x7k2p"
+    )
+    ident = Identity(svid.key, svid.chain, svid.spiffe_id)
+    leaf_size = len(svid.chain[0].public_bytes(Encoding.DER))
+    started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
+    digest = hashlib.sha256(chain_der(ident)).digest()
+
+    def results(n: int) -> list[RunResult]:
+        # Real digests are random hex: compression gets no help from repetition.
+        return [RunResult(f"IMAGE{i}_DIGEST", "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(), 1)
+                for i in range(n)]  # fmt: skip
+
+    def fits(variant: str, n: int) -> bool:
+        entries = results(n)
+        compressed = variant.endswith("tknz:")
+        if variant.startswith("unsigned"):
+            message = [*entries, started]
+        elif variant.startswith("tekton"):
+            message = [*entries, *TektonFormat().sign(entries, ident), started]
+        else:
+            options = CompactFormat("2").seal_options([*entries, started], ident, frozenset({digest}))
+            message = options[1] if "reference" in variant else options[0]
+        return len(encode_message(message, compressed)) <= MAX_MESSAGE_BYTES
+
+    out = {}
+    for variant in ("unsigned", "tekton", "tekton + tknz:", "compact", "compact + tknz:",
+                    "compact, chain by reference", "compact, chain by reference + tknz:"):  # fmt: skip
+        n = 0
+        while fits(variant, n + 1):
+            n += 1
+        out[variant] = n
+    return leaf_size, out
+
+
+def bench_capacity(runs: int, cmds: dict[str, list[str]]) -> None:
+    del runs, cmds
+    leaf, table = capacity_table()
+    print("\n(e) capacity: image-digest results (IMAGEn_DIGEST = sha256:<64 hex>) that fit in 4096 bytes,")
+    print(f"    SPIRE-shaped P-256 SVID leaf of {leaf} bytes DER, StartedAt included")
+    targets = {"compact": ">= 30", "compact + tknz:": ">= 55"}
+    for variant, n in table.items():
+        print(f"  {variant:<38} {n:4d}   {('target ' + targets[variant]) if variant in targets else ''}")
+
+
 SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "true-step": bench_true_step,
     "chain": bench_chain,
     "signing": bench_signing,
     "verify": bench_verify,
+    "capacity": bench_capacity,
 }
 
 
