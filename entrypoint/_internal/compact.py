@@ -54,10 +54,12 @@ class SignatureValue:
         tag, step, signed_at, alg, signature, material = fields
         if tag != TAG:
             raise CompactFormatError(f"SIGNATURE: unknown format tag {tag!r} (expected {TAG!r})")
-        if step and not (step.isascii() and step.isdigit()):
-            raise CompactFormatError(f"SIGNATURE: step {step!r} is not a decimal index")
-        if not (signed_at.isascii() and signed_at.isdigit()):
-            raise CompactFormatError(f"SIGNATURE: signedAt {signed_at!r} is not Unix seconds")
+        if step and not _canonical_decimal(step, 9):
+            raise CompactFormatError(f"SIGNATURE: step {step!r} is not a decimal index (no leading zeros)")
+        if not _canonical_decimal(signed_at, 18):
+            raise CompactFormatError(
+                f"SIGNATURE: signedAt {signed_at!r} is not Unix seconds (no leading zeros)"
+            )
         if alg not in ALGORITHMS:
             raise CompactFormatError(
                 f"SIGNATURE: unknown algorithm {alg!r} (expected one of {', '.join(ALGORITHMS)})"
@@ -76,13 +78,27 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def unb64url(text: str, what: str) -> bytes:
-    if not text or "=" in text or len(text) % 4 == 1:
-        raise CompactFormatError(f"SIGNATURE: {what} is not unpadded base64url")
+    """Strict: only the base64url alphabet, no padding, and the canonical encoding (zero trailing
+    bits), so that a value has exactly one spelling (common decoders tolerate more)."""
+    if not text or len(text) % 4 == 1 or not set(text) <= _B64URL:
+        raise CompactFormatError(f"SIGNATURE: {what} is not canonical unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise CompactFormatError(f"SIGNATURE: {what} is not unpadded base64url") from exc
+        raise CompactFormatError(f"SIGNATURE: {what} is not canonical unpadded base64url") from exc
+    if b64url(data) != text:
+        raise CompactFormatError(f"SIGNATURE: {what} is not canonical unpadded base64url")
+    return data
+
+
+def _canonical_decimal(text: str, max_digits: int) -> bool:
+    return (
+        0 < len(text) <= max_digits and text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
+    )
 
 
 def controller_view(entries: Sequence[RunResult]) -> list[RunResult]:
@@ -93,20 +109,31 @@ def controller_view(entries: Sequence[RunResult]) -> list[RunResult]:
         if not e.is_zero():
             # As they will read once written: bytes that are not UTF-8 become U+FFFD (gojson).
             key, value = valid_utf8(e.key), valid_utf8(e.value)
-            by_key[key] = RunResult(key, value, e.type, e.resource_name)
+            if key is not e.key or value is not e.value:
+                e = RunResult(key, value, e.type, e.resource_name)
+            by_key[key] = e
     by_key.pop(SIGNATURE_KEY, None)
     return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
 
 
 def statement(entries: Sequence[RunResult], *, step: str, signed_at: int, material_digest: bytes) -> bytes:
     """The signed bytes: RFC 8785 (JCS) serialisation of the statement over ``entries``."""
+    return statement_of_view(
+        controller_view(entries), step=step, signed_at=signed_at, material_digest=material_digest
+    )
+
+
+def statement_of_view(
+    view: Sequence[RunResult], *, step: str, signed_at: int, material_digest: bytes
+) -> bytes:
+    """:func:`statement` for entries already put through :func:`controller_view`."""
     listed = [
         {
             "digest": hashlib.sha256(e.value.encode("utf-8", "surrogatepass")).hexdigest(),
             "name": e.key,
             "type": e.type,
         }
-        for e in controller_view(entries)
+        for e in view
     ]
     body = {
         "entries": listed,
