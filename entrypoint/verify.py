@@ -5,8 +5,10 @@ A message signed in Tekton's format (§7.4) is checked in the order of Tekton's 
 stricter where Tekton is lax: the SPIFFE ID's scheme is checked, the trust domain's own bundle is
 used (never an arbitrary federated one), intermediates are honoured, keys are checked in a fixed
 order, and the chain can be checked at a chosen time so that archived TaskRuns stay verifiable
-after their short-lived SVID has expired.  Every failure, expected or not, yields a verdict that
-is *not* verified; nothing here raises on a bad message.
+after their short-lived SVID has expired.  A message signed in the compact format ``cs1``
+(docs/compact-format.md) is checked as §6 of that document says; ``step`` and ``companions``
+concern it alone.  Every failure, expected or not, yields a verdict that is *not* verified;
+nothing here raises on a bad message.
 
     trust = TrustBundle.from_pem_file("bundle.pem", "example.org")
     verdict = verify_message(message, namespace="ns", name="build-1", trust=trust)
@@ -92,7 +94,7 @@ class Verdict:
     verified: bool
     reason: str  # "Verified" or a failure code of Reason
     message: str
-    format: str  # "tekton", or "" when no known format was recognised
+    format: str  # "tekton", "compact", or "" when no known format was recognised
     identity: str | None  # the SPIFFE ID presented, when one could be read
     checked_at: dt.datetime  # the time the chain was (or would have been) checked at, UTC
     # What users should see: the entries without the ones that carry the signature.
@@ -140,6 +142,20 @@ def _utc(at: dt.datetime | None) -> dt.datetime:
     return at.astimezone(dt.UTC)
 
 
+def _step(step: str | None) -> str | None:
+    # The signer writes the index as Tekton names the step's directory: plain decimal.  Refusing
+    # other spellings here keeps "01" from silently never matching.
+    if step is not None and not (step.isascii() and step.isdigit() and str(int(step)) == step):
+        raise ValueError(f"step must be a step index in decimal (0, 1, ...), not {step!r}")
+    return step
+
+
+def _companions(companions: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(companions, str):  # a str is a Sequence[str] of characters: surely a mistake
+        raise TypeError("companions must be a sequence of termination messages, not one string")
+    return tuple(companions)
+
+
 def verify_entries(
     entries: Sequence[RunResult],
     *,
@@ -148,6 +164,8 @@ def verify_entries(
     trust: TrustBundle | None,
     at: dt.datetime | None = None,
     check_chain: bool = True,
+    step: str | None = None,
+    companions: Sequence[str] = (),
 ) -> Verdict:
     """Verify the entries of a TaskRun's termination message (as parsed by the controller).
 
@@ -155,10 +173,17 @@ def verify_entries(
     (after the checks that precede trust in Tekton's order).  ``at`` (timezone-aware) is the time
     the chain is checked at, default now.  ``check_chain=False`` skips only the chain; the SPIFFE
     ID and every signature are still checked, against the key of an SVID nobody vouched for.
+
+    ``step`` is the index of the step the message must come from (not checked when None); only
+    the compact format binds it, so a Tekton-format message fails a step check (StepMismatch)
+    rather than pass unchecked.  ``companions`` are the termination messages of the TaskRun's
+    other steps, searched for the chain a compact message refers to (``x509-ref``).
     """
     if not namespace or not name:
         raise ValueError("namespace and name must be non-empty")
     when = _utc(at)
+    step = _step(step)
+    companion_messages = _companions(companions)
     entries = tuple(entries)
     fmt = detect_format(entries)
     if fmt is None:
@@ -180,6 +205,8 @@ def verify_entries(
         roots=trust.roots if trust is not None else (),
         at=when,
         check_chain=check_chain,
+        step=step,
+        companions=companion_messages,
     )
     try:
         outcome = fmt.verify(entries, request)
@@ -206,13 +233,26 @@ def verify_message(
     trust: TrustBundle | None,
     at: dt.datetime | None = None,
     check_chain: bool = True,
+    step: str | None = None,
+    companions: Sequence[str] = (),
 ) -> Verdict:
-    """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it."""
+    """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it
+    (see :func:`verify_entries` for the parameters)."""
     when = _utc(at)
+    # Argument errors are the caller's, whatever the message holds: raise them before parsing.
+    _step(step)
+    _companions(companions)
     try:
         entries = parse_message(message)
     except Exception as exc:
         return Verdict(False, Reason.MESSAGE_INVALID, f"termination message: {exc}", "", None, when, ())
     return verify_entries(
-        entries, namespace=namespace, name=name, trust=trust, at=when, check_chain=check_chain
+        entries,
+        namespace=namespace,
+        name=name,
+        trust=trust,
+        at=when,
+        check_chain=check_chain,
+        step=step,
+        companions=companions,
     )

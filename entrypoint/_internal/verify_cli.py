@@ -2,7 +2,11 @@
 
     entrypoint verify --taskrun NAMESPACE/NAME --trust-domain TD
                       (--trust-bundle FILE | --spire-socket URI) [--at RFC3339-TIME]
-                      [--no-chain] [--json] MESSAGE
+                      [--no-chain] [--json] [--step N] MESSAGE [--companion FILE ...]
+
+``--step`` and ``--companion`` concern the compact format (docs/compact-format.md): the step the
+message must come from, and the messages of the TaskRun's other steps, where a chain the message
+refers to (instead of embedding it) is looked up.
 
 Exit status: 0 verified, 1 not verified (including when no trust could be obtained), 2 usage.
 This is not on a step's path, so it uses argparse rather than Go's flag syntax.
@@ -67,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument(
+        "--step",
+        metavar="N",
+        help="the index of the step the message must come from (compact format; default: any)",
+    )
+    p.add_argument(
+        "--companion",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="termination message of another step of the same TaskRun, to resolve a chain the "
+        "message refers to (compact format; repeatable; - for stdin)",
+    )
+    p.add_argument(
         "message", metavar="MESSAGE", help="termination message file (plain or tknz:), or - for stdin"
     )
     return p
@@ -89,14 +106,21 @@ def _time(value: str) -> dt.datetime:
     return when
 
 
-def _read_message(path: str, stdin: TextIO) -> str:
+def _step(value: str) -> str:
+    # The message carries the index as plain decimal; "01" or "+1" would never match it.
+    if not (value.isascii() and value.isdigit() and str(int(value)) == value):
+        raise _Usage(f"--step {value!r}: expected a step index (0, 1, ...)")
+    return value
+
+
+def _read_message(path: str, stdin: TextIO, what: str = "MESSAGE") -> str:
     if path == "-":
         return decode_go_bytes(stdin.buffer.read())
     try:
         with open(path, "rb") as f:
             return decode_go_bytes(f.read())
     except OSError as exc:
-        raise _Usage(f"MESSAGE {path}: cannot read: {exc.strerror or exc}") from exc
+        raise _Usage(f"{what} {path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str]) -> int:
@@ -110,7 +134,11 @@ def main(argv: list[str]) -> int:
         at = _time(args.at) if args.at is not None else None
         if not args.no_chain and args.trust_bundle is None and args.spire_socket is None:
             raise _Usage("one of --trust-bundle or --spire-socket is required (or --no-chain)")
+        step = _step(args.step) if args.step is not None else None
+        if [args.message, *args.companion].count("-") > 1:
+            raise _Usage("stdin (-) can be read only once: as MESSAGE or as one --companion")
         message = _read_message(args.message, sys.stdin)
+        companions = [_read_message(path, sys.stdin, "--companion") for path in args.companion]
     except _Usage as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,7 +158,14 @@ def main(argv: list[str]) -> int:
             trust_error = str(exc)
 
     verdict = verify_message(
-        message, namespace=namespace, name=name, trust=trust, at=at, check_chain=not args.no_chain
+        message,
+        namespace=namespace,
+        name=name,
+        trust=trust,
+        at=at,
+        check_chain=not args.no_chain,
+        step=step,
+        companions=companions,
     )
     if verdict.reason == Reason.TRUST_UNAVAILABLE and trust_error:
         verdict = dataclasses.replace(verdict, message=trust_error)

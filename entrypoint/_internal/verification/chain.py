@@ -40,5 +40,29 @@ def check_chain(
         ) from exc
 
 
+def check_signed_within_validity(
+    leaf: x509.Certificate, signed_at: int, *, entry: str, identity: str | None
+) -> None:
+    """A signature claiming a time when its key was not certified is not vouched for by the chain,
+    whatever time the chain itself is checked at.  RFC 5280's validity bounds are inclusive."""
+    # Integers throughout: ``signed_at`` comes from the message and may exceed any datetime.
+    start = int(leaf.not_valid_before_utc.timestamp())
+    end = int(leaf.not_valid_after_utc.timestamp())
+    if not start <= signed_at <= end:
+        raise VerificationFailed(
+            Reason.CHAIN_UNTRUSTED,
+            f"{entry}: signed at {_unix(signed_at)}, outside the certificate's validity "
+            f"({_rfc3339(leaf.not_valid_before_utc)} to {_rfc3339(leaf.not_valid_after_utc)})",
+            identity,
+        )
+
+
 def _rfc3339(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _unix(seconds: int) -> str:
+    try:
+        return _rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+    except (OverflowError, ValueError, OSError):
+        return f"Unix time {seconds}"

@@ -1,7 +1,7 @@
 """Which signed-results wire format a message uses, and the verifier of each.
 
-Only Tekton's format exists today.  A second one (say, signatures that also cover the key) adds an
-entry to ``_FORMATS`` with its own marker entries; ``detect_format`` then tells them apart.
+Tekton's format (``SVID``, ``*.sig``, ``RESULT_MANIFEST``) and the compact format ``cs1`` (one
+``SIGNATURE`` entry, docs/compact-format.md).  Each is recognised by its own marker entries.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from entrypoint._internal.verification import tekton
+from entrypoint._internal.verification import compact, tekton
 from entrypoint._internal.verification.request import Outcome, Request
 from entrypoint.termination import RunResult
 
@@ -23,8 +23,10 @@ class Format:
     is_signing_entry: Callable[[RunResult], bool]
 
 
-# Most specific first: a newer format's markers must be looked for before Tekton's generic ones.
+# Most specific first: a newer format's markers must be looked for before Tekton's generic ones
+# (a cs1 message may well carry a result named ``*.sig`` or ``SVID`` as an ordinary entry).
 _FORMATS: tuple[Format, ...] = (
+    Format(compact.NAME, compact.recognises, compact.verify, compact.is_signing_entry),
     Format(tekton.NAME, tekton.recognises, tekton.verify, tekton.is_signing_entry),
 )
 

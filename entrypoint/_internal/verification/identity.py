@@ -33,9 +33,11 @@ def uri_sans(cert: x509.Certificate, entry: str) -> list[str]:
     return san.get_values_for_type(x509.UniformResourceIdentifier)
 
 
-def single_uri(cert: x509.Certificate, name: str, entry: str) -> str:
-    """The one URI SAN of an X509-SVID (the SPIFFE spec allows exactly one)."""
-    uris = uri_sans(cert, entry)
+def single_uri(cert: x509.Certificate, name: str, entry: str, uris: list[str] | None = None) -> str:
+    """The one URI SAN of an X509-SVID (the SPIFFE spec allows exactly one).  ``uris``, when the
+    caller has already read them, saves parsing the extension again."""
+    if uris is None:
+        uris = uri_sans(cert, entry)
     if not uris:
         raise VerificationFailed(Reason.IDENTITY_MISMATCH, f"{entry}: cert uri missing for taskrun: {name}")
     if len(uris) > 1:
@@ -44,6 +46,14 @@ def single_uri(cert: x509.Certificate, name: str, entry: str) -> str:
             f"{entry}: cert contains more than one URI for taskrun: {name} ({', '.join(uris)})",
         )
     return uris[0]
+
+
+def peek_uri(cert: x509.Certificate, name: str, entry: str) -> str | None:
+    """The SVID's URI for reporting, when it has exactly one; the identity check judges it properly."""
+    try:
+        return single_uri(cert, name, entry)
+    except Exception:
+        return None
 
 
 def check_identity(uri: str, *, trust_domain: str, namespace: str, name: str, entry: str) -> None:

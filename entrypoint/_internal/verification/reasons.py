@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 from entrypoint.errors import EntrypointError
@@ -24,6 +26,10 @@ class Reason(StrEnum):
     SIGNATURE_MISSING = "SignatureMissing"
     SIGNATURE_INVALID = "SignatureInvalid"
     UNSUPPORTED_KEY = "UnsupportedKey"
+    # The compact format (docs/compact-format.md): a message replayed from another step, and an
+    # x509-ref whose chain none of the companion messages embeds.
+    STEP_MISMATCH = "StepMismatch"
+    MATERIAL_UNRESOLVED = "MaterialUnresolved"
 
 
 class VerificationFailed(EntrypointError):
@@ -35,3 +41,16 @@ class VerificationFailed(EntrypointError):
         self.reason = reason
         self.message = message
         self.identity = identity
+
+
+@contextmanager
+def fail_closed(reason: Reason, entry: str, identity: str | None = None) -> Iterator[None]:
+    """An unexpected error inside a check fails that check, never passes it."""
+    try:
+        yield
+    except VerificationFailed:
+        raise
+    except Exception as exc:
+        raise VerificationFailed(
+            reason, f"{entry}: unexpected error: {type(exc).__name__}: {exc}", identity
+        ) from exc

@@ -16,6 +16,9 @@ class Request:
     roots: tuple[x509.Certificate, ...]
     at: dt.datetime  # aware, UTC
     check_chain: bool
+    step: str | None = None  # the step index the message must claim; None: any (compact format)
+    # Other termination messages of the same TaskRun, only to resolve a chain a message refers to.
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

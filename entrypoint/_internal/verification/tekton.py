@@ -8,16 +8,14 @@ entry) are neither signed nor checked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-from cryptography import x509
+from collections.abc import Sequence
 
 from entrypoint._internal.gojson import Base64Error, decode_go_base64
 from entrypoint._internal.paramvalue import canonical_value
 from entrypoint._internal.verification.chain import check_chain
-from entrypoint._internal.verification.identity import check_identity, single_uri
+from entrypoint._internal.verification.identity import check_identity, peek_uri, single_uri
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
+from entrypoint._internal.verification.reasons import fail_closed as _check
 from entrypoint._internal.verification.request import Outcome, Request
 from entrypoint._internal.verification.signatures import checker_for, is_valid
 from entrypoint._internal.verification.svid import SvidDecodeError, decode_svid
@@ -47,20 +45,14 @@ def _byte_order(key: str) -> bytes:
     return _utf8(key)
 
 
-@contextmanager
-def _check(reason: Reason, entry: str, identity: str | None = None) -> Iterator[None]:
-    """Fail closed: an unexpected error inside a check fails that check, never passes it."""
-    try:
-        yield
-    except VerificationFailed:
-        raise
-    except Exception as exc:
-        raise VerificationFailed(
-            reason, f"{entry}: unexpected error: {type(exc).__name__}: {exc}", identity
-        ) from exc
-
-
 def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
+    if request.step is not None:
+        # Asked to check the step, fail closed rather than pass a message that cannot show it.
+        raise VerificationFailed(
+            Reason.STEP_MISMATCH,
+            f"step {request.step} was expected, but Tekton's format does not bind a message to its step",
+            None,
+        )
     # (1) Type-1 entries only, the last one per key winning, as the controller's map does.
     results: dict[str, RunResult] = {}
     for entry in entries:
@@ -76,7 +68,7 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
             svid = decode_svid(canonical_value(svid_entry.value))
         except SvidDecodeError as exc:
             raise VerificationFailed(Reason.SVID_INVALID, f"{SVID}: invalid SVID: {exc}") from exc
-    found = _peek_identity(svid.leaf, request.name)
+    found = peek_uri(svid.leaf, request.name, SVID)
 
     # (3) Trust: Tekton fetches its bundle here.  The trust domain is needed even without the chain.
     if request.trust_domain is None:
@@ -148,11 +140,3 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
                     uri,
                 )
     return Outcome(identity=uri, signed_keys=tuple(signed))
-
-
-def _peek_identity(leaf: x509.Certificate, name: str) -> str | None:
-    """The SVID's URI for reporting, when it has exactly one; check (5) judges it properly."""
-    try:
-        return single_uri(leaf, name, SVID)
-    except Exception:
-        return None
