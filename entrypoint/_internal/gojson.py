@@ -51,7 +51,9 @@ def go_string(s: str) -> str:
 
 def valid_utf8(s: str) -> str:
     """Strings from argv or file names can carry undecodable bytes as lone surrogates; Go writes
-    each such byte as U+FFFD."""
+    each such byte as U+FFFD.  Returns ``s`` itself when it is already valid."""
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:

@@ -13,12 +13,46 @@ from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_fold_na
 from entrypoint.errors import TerminationMessageError
 from entrypoint.termination import _TYPE_ALIASES, ResultType, RunResult
 
+_CANONICAL_FIELDS = frozenset(("key", "value", "resourceName", "type"))
+
 
 def decode_entries(text: str) -> list[RunResult]:
     try:
-        return _entries_from_json(go_json_loads(text))
+        fast = _decode_common(text)
+        return fast if fast is not None else _entries_from_json(go_json_loads(text))
     except (ValueError, TypeError) as exc:
         raise TerminationMessageError(f"parsing message json: {exc}, msg: {_truncate(text)}") from exc
+
+
+def _decode_common(text: str) -> list[RunResult] | None:
+    """The common case, without the per-object hook Go's rules need: every object uses exactly
+    Tekton's field names, with string values and an integer type.  There a plain dict decodes to
+    what Go decodes (a repeated exact name keeps its last value in both).  Anything else (case
+    variants, other types, null, non-objects) returns None for the faithful decoder."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        return None  # the faithful decoder reports it as Go does
+    if not isinstance(data, list):
+        return None
+    out = []
+    for item in data:
+        if not isinstance(item, dict) or not item.keys() <= _CANONICAL_FIELDS:
+            return None
+        key, value = item.get("key", ""), item.get("value", "")
+        rtype, name = item.get("type", 0), item.get("resourceName", "")
+        if not (isinstance(key, str) and isinstance(value, str) and isinstance(name, str)):
+            return None
+        if type(rtype) is not int or not -(2**63) <= rtype < 2**63:
+            return None
+        if not (key.isascii() and value.isascii() and name.isascii()):
+            key, value, name = fix_surrogates(key), fix_surrogates(value), fix_surrogates(name)
+        out.append(RunResult(key, value, rtype, name))
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
 def _truncate(text: str) -> str:
