@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 
@@ -164,7 +165,7 @@ class ProcessRunner:
                     os.killpg(pid, signal.SIGKILL)
 
             ctx.on_done(kill_group)
-            _, status = os.waitpid(pid, 0)
+            status = _wait(pid)
             for t in copiers:
                 t.join(PIPE_GRACE)
         finally:
@@ -195,6 +196,45 @@ class ProcessRunner:
             )  # fmt: skip
         except OSError as exc:
             raise StartError(f"fork/exec {path}: {errno_text(exc.errno)}") from exc
+
+
+def _wait(pid: int) -> int:
+    """Wait for the child while staying responsive to signals.
+
+    The kernel may deliver a signal meant for the entrypoint to any of its threads (the cancel
+    watcher, the tee copiers, ...).  Python runs handlers on the main thread only, so a main thread
+    blocked in waitpid would not notice a signal another thread received, and it would never be
+    forwarded.  So the main thread sleeps on the signal wakeup fd (written whichever thread the
+    signal lands on) and on a pidfd for the child, and reaps only once the child has exited.
+    """
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        previous_wakeup = signal.set_wakeup_fd(wake_w)
+    except ValueError:  # not the main thread: nobody forwards signals here anyway
+        os.close(wake_r)
+        os.close(wake_w)
+        return os.waitpid(pid, 0)[1]
+    try:
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None  # kernels before 5.3: poll for the exit
+        fds = [wake_r] if pidfd is None else [wake_r, pidfd]
+        while True:
+            ready, _, _ = select.select(fds, [], [], None if pidfd is not None else 0.05)
+            if wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(wake_r, 512):
+                        pass
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return status
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _ctx_err(ctx: Context) -> ContextError:

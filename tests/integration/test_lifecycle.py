@@ -195,6 +195,25 @@ def test_signals_are_forwarded_to_the_child_process_group(root: TektonRoot) -> N
     assert proc.returncode == 42
 
 
+def test_signal_delivered_to_another_thread_is_still_forwarded(root: TektonRoot) -> None:
+    # The kernel may hand a process-directed signal to any thread; Python handles it on the main
+    # thread only.  Aim SIGTERM at the cancel watcher thread itself: it must still reach the child.
+    import ctypes
+    import os
+
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    proc = root.popen([*root.step_args(0), *sh(script)])
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert others, "expected the entrypoint to run a second thread (the cancel watcher)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(proc.pid, others[0], signal.SIGTERM) == 0
+    out, _ = proc.communicate(timeout=30)
+    assert "got-term" in out
+    assert proc.returncode == 42
+
+
 def test_stdout_and_stderr_are_teed(root: TektonRoot, tmp_path: Path) -> None:
     out, err = tmp_path / "stdout", tmp_path / "sub" / "path" / "stderr"
     p = root.run(
