@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from entrypoint.termination import RunResult, parse_message
+from entrypoint.testing.ca import TestCA
+from entrypoint.testing.workload_api import WorkloadAPIServer
 
 ROOT_ENV = "SIGNED_ENTRYPOINT_ROOT"
 
@@ -103,3 +106,22 @@ def root(tmp_path: Path) -> TektonRoot:
     for d in ("results", "run/0", "run/1", "run/2", "steps", "artifacts", "downward", "scripts"):
         (r / d).mkdir(parents=True)
     return TektonRoot(r)
+
+
+# -- a SPIRE agent stand-in for signed steps ------------------------------------------------------------
+
+NS, TASKRUN = "foo", "taskrun-example"
+SPIFFE_ID = f"spiffe://example.org/ns/{NS}/taskrun/{TASKRUN}"
+
+
+@pytest.fixture
+def ca() -> TestCA:
+    return TestCA("example.org")
+
+
+@pytest.fixture
+def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
+    """A real Workload API server issuing SPIFFE_ID from ``ca`` (socket paths must stay short)."""
+    sock_dir = tempfile.mkdtemp(prefix="wl", dir="/tmp")
+    with WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server:
+        yield server

@@ -6,32 +6,15 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from entrypoint.termination import RunResult, encode_message, parse_message
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle, Verdict, verify_entries, verify_message
-from tests.conftest import TektonRoot
+from tests.conftest import NS, TASKRUN, TektonRoot
 
-NS, TASKRUN = "foo", "taskrun-example"
-SPIFFE_ID = f"spiffe://example.org/ns/{NS}/taskrun/{TASKRUN}"
 REPO = Path(__file__).resolve().parent.parent.parent
-
-
-@pytest.fixture
-def ca() -> TestCA:
-    return TestCA("example.org")
-
-
-@pytest.fixture
-def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
-    sock_dir = tempfile.mkdtemp(prefix="wl", dir="/tmp")
-    with WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server:
-        yield server
 
 
 def sh(script: str) -> list[str]:

@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,23 +17,9 @@ from entrypoint.termination import RunResult, parse_message
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle, Verdict, verify_entries, verify_message
-from tests.conftest import TektonRoot
+from tests.conftest import NS, SPIFFE_ID, TASKRUN, TektonRoot
 
-NS, TASKRUN = "foo", "taskrun-example"
-SPIFFE_ID = f"spiffe://example.org/ns/{NS}/taskrun/{TASKRUN}"
 FAST = ["-signing_timeout", "3s", "-signing_retry_interval", "100ms"]
-
-
-@pytest.fixture
-def ca() -> TestCA:
-    return TestCA("example.org")
-
-
-@pytest.fixture
-def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
-    sock_dir = tempfile.mkdtemp(prefix="wl", dir="/tmp")
-    with WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server:
-        yield server
 
 
 def trust(ca: TestCA) -> TrustBundle:
