@@ -222,10 +222,14 @@ class TerminationFile:
     parsed again: the step's hot path then never loads the JSON decoder.
     """
 
-    def __init__(self, path: str, compressed: bool = False, log: Any = None) -> None:
+    def __init__(self, path: str, compressed: bool = False, log: Any = None, own_only: bool = False) -> None:
         self.path = path
         self.compressed = compressed
         self.log = log
+        # With a signature over the whole message, the file's content is only what this object
+        # wrote: the step can write the termination file too, and whatever it put there would
+        # otherwise be signed as if the entrypoint had collected it.
+        self.own_only = own_only
         self._written: bytes | None = None
         self._entries: list[RunResult] = []
 
@@ -235,13 +239,21 @@ class TerminationFile:
         return self._written
 
     def _existing(self) -> list[RunResult]:
-        if self._written is not None:
-            try:
-                with open(self.path, "rb") as f:
-                    if f.read() == self._written:
-                        return list(self._entries)
-            except OSError:
-                pass
+        content: bytes | None = None
+        try:
+            with open(self.path, "rb") as f:
+                content = f.read()
+        except OSError:
+            content = None
+        if self._written is not None and content == self._written:
+            return list(self._entries)
+        if self.own_only:
+            if content and content.strip() and self.log is not None:
+                self.log(
+                    f"Discarding {len(content)} bytes in {self.path} that the entrypoint did not write: "
+                    "a signed message holds only the entries the entrypoint collects"
+                )
+            return list(self._entries)
         return read_existing(self.path, self.compressed, self.log)
 
     def append(

@@ -97,8 +97,13 @@ class Verdict:
     format: str  # "tekton", "compact", or "" when no known format was recognised
     identity: str | None  # the SPIFFE ID presented, when one could be read
     checked_at: dt.datetime  # the time the chain was (or would have been) checked at, UTC
-    # What users should see: the entries without the ones that carry the signature.
+    # What users should see: the entries the signature covers, as the controller would keep them
+    # (last entry per key), without the ones that carry the signature.  When not verified: all of
+    # them, none of them vouched for.
     results: tuple[RunResult, ...]
+    # Entries present but not covered by the signature (Tekton's format signs task results only:
+    # step results, internal entries and artifacts travel unsigned beside them).
+    unsigned: tuple[RunResult, ...] = ()
 
     def condition(self) -> dict[str, str]:
         """The TaskRun condition Tekton defines for this outcome (§8.4)."""
@@ -126,6 +131,7 @@ class Verdict:
             "checkedAt": rfc3339(self.checked_at),
             "condition": self.condition(),
             "results": [{"key": r.key, "value": r.value, "type": r.type} for r in self.results],
+            "unsigned": [{"key": r.key, "value": r.value, "type": r.type} for r in self.unsigned],
         }
 
 
@@ -197,7 +203,8 @@ def verify_entries(
             checked_at=when,
             results=entries,
         )
-    visible = tuple(e for e in entries if not fmt.is_signing_entry(e))
+    # The controller keeps the last entry per key; so do the results shown, whatever the list holds.
+    visible = tuple(e for e in _last_per_key(entries) if not fmt.is_signing_entry(e))
     request = Request(
         namespace=namespace,
         name=name,
@@ -222,7 +229,20 @@ def verify_entries(
             when,
             visible,
         )
-    return Verdict(True, Reason.VERIFIED, VERIFIED_MESSAGE, fmt.name, outcome.identity, when, visible)
+    signed = set(outcome.signed_keys)
+    covered = tuple(e for e in visible if e.key in signed)
+    unsigned = tuple(e for e in visible if e.key not in signed)
+    return Verdict(
+        True, Reason.VERIFIED, VERIFIED_MESSAGE, fmt.name, outcome.identity, when, covered, unsigned
+    )
+
+
+def _last_per_key(entries: Sequence[RunResult]) -> list[RunResult]:
+    by_key: dict[str, RunResult] = {}
+    for e in entries:
+        if not e.is_zero():
+            by_key[e.key] = e
+    return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
 
 
 def verify_message(

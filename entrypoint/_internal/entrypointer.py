@@ -122,8 +122,10 @@ class Entrypointer:
         self.signer = signer
         self.env: MutableMapping[str, str] = os.environ if env is None else env
         self.run_ctx: Context = Context.background()
-        self.termination = TerminationFile(config.termination_path, config.compress, log)
         self._seals = bool(getattr(signer, "seals", False))
+        self.termination = TerminationFile(
+            config.termination_path, config.compress, log, own_only=self._seals
+        )
         self._sidecar_entries: list[RunResult] = []
         self._earlier_material: frozenset[bytes] | None = None
 

@@ -23,6 +23,7 @@ from typing import NoReturn, TextIO
 
 from entrypoint._internal.gojson import decode_go_bytes
 from entrypoint._internal.verification.trust import TrustBundleError, check_trust_domain
+from entrypoint.termination import RunResult
 from entrypoint.verify import Reason, TrustBundle, Verdict, rfc3339, verify_message
 
 EXIT_VERIFIED = 0
@@ -179,14 +180,27 @@ def _print(verdict: Verdict, *, as_json: bool) -> None:
         return
     if verdict.verified:
         print(
-            f"VERIFIED {verdict.format} {verdict.identity} at {rfc3339(verdict.checked_at)}: "
+            f"VERIFIED {verdict.format} {_safe(str(verdict.identity))} at {rfc3339(verdict.checked_at)}: "
             f"{len(verdict.results)} results"
         )
     else:
-        print(f"NOT VERIFIED {verdict.reason}: {verdict.message}")
-    for r in verdict.results:
+        print(f"NOT VERIFIED {verdict.reason}: {_safe(verdict.message)}")
+    _print_entries(verdict.results)
+    if verdict.unsigned:
+        print("NOT COVERED BY THE SIGNATURE (shown for information; do not trust):")
+        _print_entries(verdict.unsigned)
+
+
+def _print_entries(entries: tuple[RunResult, ...]) -> None:
+    for r in entries:
         kind = "" if r.type == 1 else f" (type {r.type})"
-        print(f"  {r.key}{kind} = {json.dumps(r.value, ensure_ascii=False)}")
+        print(f"  {_safe(r.key)}{kind} = {json.dumps(r.value, ensure_ascii=True)}")
+
+
+def _safe(text: str) -> str:
+    """Message text and keys come from the message: escape control characters, so that a crafted
+    entry cannot rewrite the terminal (e.g. print a fake VERIFIED line over the real verdict)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 if __name__ == "__main__":

@@ -196,3 +196,27 @@ def test_the_documented_example_verifies() -> None:
         entries, step=example["step"], signed_at=value.signed_at, material_digest=value.material_digest
     )
     assert rebuilt.decode() == example["statement"]
+
+
+def test_entries_the_step_writes_into_the_termination_file_are_not_signed(
+    root: TektonRoot, agent: WorkloadAPIServer, ca: TestCA
+) -> None:
+    # The step can write its own termination file; in a sealed message that content must not be
+    # signed as if the entrypoint had collected it (a forged exit code, an undeclared result).
+    forged = json.dumps([
+        {"key": "ExitCode", "value": "0", "type": 3},
+        {"key": "UNDECLARED", "value": "evil", "type": 1},
+        {"key": "SVID", "value": "x", "type": 1},
+    ])  # fmt: skip
+    term = termination(root, 0)
+    script = f"printf 1 > {root / 'results' / 'a'}; printf '%s' '{forged}' > {term}; exit 7"
+    p = root.run(
+        [*step_args(root, 0), *compact(agent), "-on_error", "continue", "-results", "a", *sh(script)]
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Discarding" in p.stderr
+    message = term.read_text()
+    values = {e.key: e.value for e in parse_message(message)}
+    assert values["ExitCode"] == "7"
+    assert "UNDECLARED" not in values and "SVID" not in values
+    assert verdict(message, ca, step="0").verified

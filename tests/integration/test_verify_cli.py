@@ -68,8 +68,14 @@ def test_verified_message_exits_0(
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].startswith(f"VERIFIED tekton {spiffe_id()} at ")
-    assert lines[0].endswith("Z: 3 results")
-    assert lines[1:] == ['  StartedAt (type 3) = "t"', '  bar = "bar-value"', '  foo = "foo-value"']
+    assert lines[0].endswith("Z: 2 results")
+    # Tekton's format signs task results only: the internal entry is shown apart, as unsigned.
+    assert lines[1:] == [
+        '  bar = "bar-value"',
+        '  foo = "foo-value"',
+        "NOT COVERED BY THE SIGNATURE (shown for information; do not trust):",
+        '  StartedAt (type 3) = "t"',
+    ]
     assert p.stderr == ""
 
 
@@ -94,6 +100,7 @@ def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> N
         "checkedAt",
         "condition",
         "results",
+        "unsigned",
     }
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "tekton"
     assert doc["identity"] == spiffe_id()
@@ -101,10 +108,10 @@ def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> N
     assert doc["condition"]["status"] == "True"
     assert doc["condition"]["reason"] == "TaskRunResultsVerified"
     assert doc["results"] == [
-        {"key": "StartedAt", "value": "t", "type": 3},
         {"key": "bar", "value": "bar-value", "type": 1},
         {"key": "foo", "value": "foo-value", "type": 1},
     ]
+    assert doc["unsigned"] == [{"key": "StartedAt", "value": "t", "type": 3}]
 
 
 def test_json_output_of_a_failure(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> None:
@@ -325,3 +332,12 @@ def test_invalid_message_exits_1(tmp_path: Path, bundle: Path) -> None:
     assert p.stdout.startswith(
         "NOT VERIFIED MessageInvalid: termination message: decompressing termination message"
     )
+
+
+def test_control_characters_from_the_message_are_escaped(tmp_path: Path, bundle: Path) -> None:
+    # A crafted entry must not be able to rewrite the terminal (e.g. draw a fake VERIFIED line).
+    entries = [RunResult("SVID", "not a certificate", 1), RunResult("evil\r\x1b[2Kkey", "v", 1)]
+    p = run(*base(bundle), str(write(tmp_path, entries)))
+    assert p.returncode == 1
+    assert "\x1b" not in p.stdout and "\r" not in p.stdout
+    assert "\\x1b" in p.stdout

@@ -162,6 +162,7 @@ def test_json_output(bundle: Path, referring: Path, first: Path) -> None:
         "checkedAt",
         "condition",
         "results",
+        "unsigned",
     }
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "compact"
     assert doc["identity"] == spiffe_id()

@@ -165,6 +165,16 @@ TASKRUN_NAMES = [
 ]
 
 
+def shown(verdict: Verdict) -> list[RunResult]:
+    """Everything a verified verdict shows, covered or not, in the controller's order."""
+    return sorted([*verdict.results, *verdict.unsigned], key=lambda e: e.key.encode())
+
+
+def controller_order(entries: list[RunResult]) -> list[RunResult]:
+    last = {e.key: e for e in entries}
+    return [last[k] for k in sorted(last, key=str.encode)]
+
+
 @pytest.mark.parametrize("set_name", RESULT_SETS)
 @pytest.mark.parametrize("name", TASKRUN_NAMES)
 def test_sign_then_verify_succeeds(ca: TestCA, trust: TrustBundle, set_name: str, name: str) -> None:
@@ -175,7 +185,10 @@ def test_sign_then_verify_succeeds(ca: TestCA, trust: TrustBundle, set_name: str
     assert verdict.reason == "Verified"
     assert verdict.format == "tekton"
     assert verdict.identity == spiffe_id(name)
-    assert list(verdict.results) == entries  # the signing entries are hidden, the rest untouched
+    # The signing entries are hidden; task results are covered, anything else is shown apart.
+    assert shown(verdict) == controller_order(entries)
+    assert all(e.type == 1 for e in verdict.results)
+    assert all(e.type != 1 for e in verdict.unsigned)
 
 
 @pytest.mark.parametrize("set_name", RESULT_SETS)
@@ -220,7 +233,7 @@ def test_appending_an_untyped_entry_still_verifies(signed: list[RunResult], trus
     extra = RunResult("untyped", "anything", 0)
     verdict = check([*signed, extra], trust)
     assert verdict.verified, verdict.message
-    assert extra in verdict.results
+    assert extra in verdict.unsigned and extra not in verdict.results
     assert verify_message(message([*signed, extra]), namespace=NS, name=TR, trust=trust).verified
 
 
@@ -364,7 +377,7 @@ def test_intermediate_chain_verifies_when_the_svid_carries_it(ca: TestCA, trust:
     assert len(svid.chain) == 2
     verdict = check(sign_svid(FOO_BAR, svid, with_chain=True), trust)
     assert verdict.verified, verdict.message
-    assert keys(verdict.results) == ["foo", "bar"]
+    assert keys(verdict.results) == ["bar", "foo"]
 
 
 def test_intermediate_chain_without_the_intermediate_is_untrusted(ca: TestCA, trust: TrustBundle) -> None:
@@ -638,8 +651,10 @@ def test_visible_results_exclude_every_signing_entry(svid: Svid, trust: TrustBun
     ]
     verdict = check(sign_svid(entries, svid), trust)
     assert verdict.verified, verdict.message
-    assert list(verdict.results) == entries
-    assert not {"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "foo.sig"} & set(keys(verdict.results))
+    assert shown(verdict) == controller_order(entries)
+    assert keys(verdict.results) == ["foo"]  # the only task result: all the signature covers
+    hidden = {"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "foo.sig"}
+    assert not hidden & set(keys(shown(verdict)))
 
 
 def test_signing_entries_are_hidden_from_failed_verdicts_too(
@@ -647,7 +662,7 @@ def test_signing_entries_are_hidden_from_failed_verdicts_too(
 ) -> None:
     verdict = check(replace(signed, "foo", "evil"), trust)
     assert not verdict.verified
-    assert keys(verdict.results) == ["foo", "bar"]
+    assert keys(verdict.results) == ["bar", "foo"]
 
 
 def test_type1_key_outside_the_manifest_must_be_signed(svid: Svid, trust: TrustBundle) -> None:
@@ -714,10 +729,10 @@ def test_condition_and_json_of_a_verified_message(signed: list[RunResult], trust
     assert doc["checkedAt"].endswith("Z")
     assert doc["condition"] == verdict.condition()
     assert doc["results"] == [
-        {"key": "foo", "value": "foo-value", "type": 1},
         {"key": "bar", "value": "bar-value", "type": 1},
-        {"key": "StartedAt", "value": "t", "type": 3},
+        {"key": "foo", "value": "foo-value", "type": 1},
     ]
+    assert doc["unsigned"] == [{"key": "StartedAt", "value": "t", "type": 3}]
 
 
 def test_condition_of_a_failed_message_carries_the_precise_reason(
@@ -729,3 +744,22 @@ def test_condition_of_a_failed_message_carries_the_precise_reason(
     assert condition["reason"] == "TaskRunResultsVerificationFailed"
     assert condition["message"].startswith("SignatureMissing: foo: no signature found for foo")
     assert verdict.to_json()["reason"] == "SignatureMissing"
+
+
+def test_a_forged_duplicate_never_shows_as_a_result(signed: list[RunResult], trust: TrustBundle) -> None:
+    # The controller keeps the last entry per key; a forged earlier duplicate must not surface.
+    verdict = check([RunResult("foo", "sha256:EVIL", 1), *signed], trust)
+    assert verdict.verified, verdict.message
+    assert dict((e.key, e.value) for e in verdict.results)["foo"] == "foo-value"
+    assert all(e.value != "sha256:EVIL" for e in [*verdict.results, *verdict.unsigned])
+
+
+def test_unsigned_entries_are_never_presented_as_verified(svid: Svid, trust: TrustBundle) -> None:
+    # Tekton's format covers task results only: a changed step result still verifies, so it must
+    # be reported apart from what the signature vouches for.
+    entries = sign_svid([RunResult("foo", "1", 1), RunResult("step", "v", 4)], svid)
+    forged = [RunResult("step", "EVIL", 4) if e.key == "step" else e for e in entries]
+    verdict = check(forged, trust)
+    assert verdict.verified
+    assert keys(verdict.results) == ["foo"]
+    assert RunResult("step", "EVIL", 4) in verdict.unsigned
