@@ -72,13 +72,14 @@ class TektonRoot:
         env: Mapping[str, str] | None = None,
         timeout: float = 60,
         cwd: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, ROOT_ENV: str(self.path)}
         full_env.pop("TEKTON_PLATFORM_COMMANDS", None)
         if env:
             full_env.update(env)
         return subprocess.run(
-            [*entrypoint_command(), *args],
+            [*prefix, *entrypoint_command(), *args],
             env=full_env,
             capture_output=True,
             text=True,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import time
 
 from entrypoint._internal.goerrors import read_file_error
@@ -23,27 +26,45 @@ def read_results(names: list[str], directory: str, result_type: ResultType) -> l
         if not name:
             continue
         path = join(directory, name)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise ResultsError(read_file_error(path, exc)) from exc
-        out.append(RunResult(name, decode_go_bytes(data), int(result_type)))
+        data = _read_regular(path)
+        if data is not None:
+            out.append(RunResult(name, decode_go_bytes(data), int(result_type)))
     return out
 
 
 def read_artifact(path: str, result_type: ResultType) -> RunResult | None:
     """The provenance file as one entry keyed by its full path; ``None`` if it does not exist."""
+    data = _read_regular(path)
+    return None if data is None else RunResult(path, decode_go_bytes(data), int(result_type))
+
+
+def _read_regular(path: str) -> bytes | None:
+    """A result file's bytes; ``None`` if it does not exist.
+
+    Only regular files (symlinks to them included) are read.  Tekton reads anything, so a step
+    can make a result a FIFO (the step then hangs) or a link to ``/proc/self/fd/N`` (the
+    entrypoint reads one of its own descriptors, such as the signing helper's pipe, for the step).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ResultsError(read_file_error(path, exc)) from exc
-    return RunResult(path, decode_go_bytes(data), int(result_type))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ResultsError(read_file_error(path, IsADirectoryError(errno.EISDIR, "is a directory")))
+        if not stat.S_ISREG(mode):
+            raise ResultsError(f"read {path}: not a regular file; results must be regular files")
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ResultsError(read_file_error(path, exc)) from exc
+    finally:
+        os.close(fd)
 
 
 def format_started_at(now_ns: int | None = None) -> str:

@@ -154,3 +154,20 @@ def test_cancel_after_the_command_finished_is_success(root: TektonRoot) -> None:
     (root / "downward" / "cancel").write_text("CANCEL")  # too late to matter
     assert proc.returncode == 0
     assert (root.run_dir(0) / "status" / "exitCode").read_text() == "0"
+
+
+def test_result_that_is_a_fifo_fails_instead_of_hanging(root: TektonRoot) -> None:
+    os.mkfifo(root / "results" / "r")
+    p = root.run([*root.step_args(0), "-results", "r", *sh("true")], timeout=30)
+    assert p.returncode == 1
+    no_traceback(p.stderr)
+    assert "not a regular file" in p.stderr
+    assert (root.run_dir(0) / "out").exists()
+
+
+def test_result_that_is_a_symlink_to_a_regular_file_is_read(root: TektonRoot, tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("linked")
+    (root / "results" / "r").symlink_to(tmp_path / "real")
+    p = root.run([*root.step_args(0), "-results", "r", *sh("true")])
+    assert p.returncode == 0, p.stderr
+    assert root.values()["r"] == ("linked", 1)

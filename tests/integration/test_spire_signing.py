@@ -324,3 +324,34 @@ def test_signed_message_with_compression_verifies(
     assert signed_step(root, agent, results, "-compress_termination_message") == 0
     assert root.termination.read_text().startswith("tknz:")
     assert verdict(root, ca).verified
+
+
+def test_processes_that_hold_the_key_are_not_dumpable(agent: WorkloadAPIServer) -> None:
+    # The step runs as the same user as the entrypoint; a non-dumpable process's /proc/<pid>/fd
+    # and /mem are closed to it (short of CAP_SYS_PTRACE), so it cannot ask the helper's pipe for
+    # the key or read it from memory.  Preparing a signer must make this process non-dumpable.
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes; from entrypoint._internal.signing import background_signer; "
+        "libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0); "
+        f"background_signer('spire', spire_socket={agent.address!r}, budget=1, interval=0.2); "
+        "print(before, libc.prctl(3, 0, 0, 0, 0))"  # 3: PR_GET_DUMPABLE
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "0"]
+
+
+def test_helper_that_cannot_start_fails_signing_not_the_step(
+    root: TektonRoot, agent: WorkloadAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entrypoint._internal.context import Context
+    from entrypoint._internal.signing import background_signer
+    from entrypoint._internal.signing.errors import SigningError
+
+    monkeypatch.setattr("sys.executable", "/nonexistent/python")
+    signer = background_signer("spire", spire_socket=agent.address, budget=1, interval=0.2)
+    with pytest.raises(SigningError, match="cannot start the identity helper"):
+        signer.sign(Context.background(), [])

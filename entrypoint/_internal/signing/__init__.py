@@ -47,9 +47,13 @@ def background_signer(
     Call this while the process is single-threaded: the backend's helper process is forked here
     and starts fetching at once, on another core.
     """
+    from entrypoint._internal.selfexec import make_undumpable
     from entrypoint._internal.signing.background import BackgroundSigner
     from entrypoint._internal.signing.forked import ForkedBackend
 
+    # Before the helper's pipes exist and before the step's code runs: the key will cross them and
+    # live in this process too.
+    make_undumpable()
     if backend not in BACKENDS or wire_format not in FORMATS:
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 
@@ -57,9 +61,17 @@ def background_signer(
         "entrypoint._internal.signing.spire:SpireBackend",
         {"address": spire_socket, "budget": budget, "interval": interval},
     )
-    helper = ForkedBackend(backend, budget, spec)
+    try:
+        helper: ForkedBackend | None = ForkedBackend(backend, budget, spec)
+        failure: SigningError | None = None
+    except SigningError as exc:
+        # The step still runs; its signing fails, clearly, when results are signed.
+        helper, failure = None, exc
 
     def setup() -> tuple[ForkedBackend, TektonFormat | CompactFormat]:
+        if helper is None:
+            assert failure is not None
+            raise failure
         if wire_format == "compact":
             from entrypoint._internal.signing.compact_format import CompactFormat
 

@@ -72,6 +72,12 @@ class ForkedBackend:
             self.pid = os.posix_spawn(
                 python[0], [*python, "-I", "-S", "-c", bootstrap], env, file_actions=actions
             )
+        except OSError as exc:
+            for fd in (self._req_w, self._resp_r):
+                os.close(fd)
+            raise SigningError(
+                f"{name}: cannot start the identity helper {python[0]}: {exc.strerror}"
+            ) from exc
         finally:
             for fd in (req_r, resp_w):
                 os.close(fd)
@@ -127,6 +133,9 @@ def _identity(chain_der: list[bytes], key_der: bytes, source: str) -> Identity:
 
 def serve(make_backend: Callable[[], Backend]) -> None:  # pragma: no cover - runs in the helper
     """The helper's entry point: requests on stdin, answers on stdout."""
+    from entrypoint._internal.selfexec import make_undumpable
+
+    make_undumpable()  # it will hold the private key: keep the step out of /proc/<pid>
     _serve(make_backend, 0, 1)
 
 
