@@ -245,6 +245,9 @@ def _last_per_key(entries: Sequence[RunResult]) -> list[RunResult]:
     return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
 
 
+MAX_MESSAGE_CHARS = 128 * 1024
+
+
 def verify_message(
     message: str,
     *,
@@ -262,6 +265,18 @@ def verify_message(
     # Argument errors are the caller's, whatever the message holds: raise them before parsing.
     _step(step)
     _companions(companions)
+    if len(message) > MAX_MESSAGE_CHARS:
+        # Kubernetes keeps 4 KiB of a termination message and Tekton inflates tknz: to 128 KiB at
+        # most; a larger input is not a termination message, and parsing it costs for nothing.
+        return Verdict(
+            False,
+            Reason.MESSAGE_INVALID,
+            f"termination message: {len(message)} characters, more than any termination message",
+            "",
+            None,
+            when,
+            (),
+        )
     try:
         entries = parse_message(message)
     except Exception as exc:

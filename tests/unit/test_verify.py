@@ -763,3 +763,23 @@ def test_unsigned_entries_are_never_presented_as_verified(svid: Svid, trust: Tru
     assert verdict.verified
     assert keys(verdict.results) == ["foo"]
     assert RunResult("step", "EVIL", 4) in verdict.unsigned
+
+
+def test_crafted_pem_text_is_rejected_in_linear_time() -> None:
+    import time
+
+    from entrypoint._internal.verification.svid import SvidDecodeError, decode_svid
+
+    crafted = "-----BEGIN CERTIFICATE-----\n" * 4000  # a backtracking scan is quadratic here
+    start = time.process_time()
+    with pytest.raises(SvidDecodeError, match="no PEM certificate block found"):
+        decode_svid(crafted)
+    assert time.process_time() - start < 1.0  # bounded work, not a timing target: seconds before
+
+
+def test_oversized_input_is_not_a_termination_message(trust: TrustBundle) -> None:
+    from entrypoint.verify import MAX_MESSAGE_CHARS
+
+    verdict = verify_message("[" + " " * MAX_MESSAGE_CHARS + "]", namespace=NS, name=TR, trust=trust)
+    assert verdict.reason == Reason.MESSAGE_INVALID
+    assert "more than any termination message" in verdict.message
