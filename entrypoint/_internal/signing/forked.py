@@ -84,13 +84,21 @@ class ForkedBackend:
 
     def fetch(self, budget: float | None = None) -> Identity:
         total = self.budget if budget is None else budget
+        deadline = time.monotonic() + total + GRACE
+        # Even the 8-byte request gets a deadline: nothing on the signing path may block forever.
         try:
-            os.write(self._req_w, _REQUEST.pack(total))
+            os.set_blocking(self._req_w, False)
+            request = _REQUEST.pack(total)
+            while request:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([], [self._req_w], [], remaining)[1]:
+                    self.close()
+                    raise SigningError(f"{self.name}: the identity helper does not take requests")
+                request = request[os.write(self._req_w, request) :]
         except OSError as exc:
             raise SigningError(
                 f"{self.name}: the identity helper process is gone ({self._status()})"
             ) from exc
-        deadline = time.monotonic() + total + GRACE
         try:
             status = _read_exactly(self._resp_r, 1, deadline)
             if status == b"E":
