@@ -59,6 +59,8 @@ class ForkedBackend:
         module, _, factory = spec[0].partition(":")
         bootstrap = (
             f"import sys; sys.path[:0] = {[package_root, *sys.path]!r}; "
+            # First of all, before any import: this process will hold the private key.
+            "from entrypoint._internal.selfexec import make_undumpable; make_undumpable(); "
             f"from {module} import {factory} as factory; "
             "from entrypoint._internal.signing.forked import serve; "
             f"serve(lambda: factory(**{spec[1]!r}))"
@@ -141,9 +143,6 @@ def _identity(chain_der: list[bytes], key_der: bytes, source: str) -> Identity:
 
 def serve(make_backend: Callable[[], Backend]) -> None:  # pragma: no cover - runs in the helper
     """The helper's entry point: requests on stdin, answers on stdout."""
-    from entrypoint._internal.selfexec import make_undumpable
-
-    make_undumpable()  # it will hold the private key: keep the step out of /proc/<pid>
     _serve(make_backend, 0, 1)
 
 
