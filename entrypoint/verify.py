@@ -104,6 +104,10 @@ class Verdict:
     # Entries present but not covered by the signature (Tekton's format signs task results only:
     # step results, internal entries and artifacts travel unsigned beside them).
     unsigned: tuple[RunResult, ...] = ()
+    # Bound by the compact format only: the signing step's index and the signing time, e.g. for
+    # telling a re-run TaskRun of the same name (same SPIFFE ID) from the original.
+    step: str | None = None
+    signed_at: dt.datetime | None = None
 
     def condition(self) -> dict[str, str]:
         """The TaskRun condition Tekton defines for this outcome (§8.4)."""
@@ -132,6 +136,8 @@ class Verdict:
             "condition": self.condition(),
             "results": [{"key": r.key, "value": r.value, "type": r.type} for r in self.results],
             "unsigned": [{"key": r.key, "value": r.value, "type": r.type} for r in self.unsigned],
+            "step": self.step,
+            "signedAt": rfc3339(self.signed_at) if self.signed_at is not None else None,
         }
 
 
@@ -172,6 +178,7 @@ def verify_entries(
     check_chain: bool = True,
     step: str | None = None,
     companions: Sequence[str] = (),
+    formats: Sequence[str] | None = None,
 ) -> Verdict:
     """Verify the entries of a TaskRun's termination message (as parsed by the controller).
 
@@ -184,6 +191,8 @@ def verify_entries(
     the compact format binds it, so a Tekton-format message fails a step check (StepMismatch)
     rather than pass unchecked.  ``companions`` are the termination messages of the TaskRun's
     other steps, searched for the chain a compact message refers to (``x509-ref``).
+    ``formats``, when given, lists the only formats accepted (e.g. ``("compact",)``): a message in
+    another one is rejected (FormatNotAllowed) even if its signature is good.
     """
     if not namespace or not name:
         raise ValueError("namespace and name must be non-empty")
@@ -205,6 +214,16 @@ def verify_entries(
         )
     # The controller keeps the last entry per key; so do the results shown, whatever the list holds.
     visible = tuple(e for e in _last_per_key(entries) if not fmt.is_signing_entry(e))
+    if formats is not None and fmt.name not in formats:
+        return Verdict(
+            False,
+            Reason.FORMAT_NOT_ALLOWED,
+            f"the message is signed in the {fmt.name} format; accepted: {', '.join(formats) or 'none'}",
+            fmt.name,
+            None,
+            when,
+            visible,
+        )
     request = Request(
         namespace=namespace,
         name=name,
@@ -232,8 +251,21 @@ def verify_entries(
     signed = set(outcome.signed_keys)
     covered = tuple(e for e in visible if e.key in signed)
     unsigned = tuple(e for e in visible if e.key not in signed)
+    signed_at = None
+    if outcome.signed_at is not None:
+        # Within the leaf's validity (checked), so within datetime's range.
+        signed_at = dt.datetime.fromtimestamp(outcome.signed_at, dt.UTC)
     return Verdict(
-        True, Reason.VERIFIED, VERIFIED_MESSAGE, fmt.name, outcome.identity, when, covered, unsigned
+        True,
+        Reason.VERIFIED,
+        VERIFIED_MESSAGE,
+        fmt.name,
+        outcome.identity,
+        when,
+        covered,
+        unsigned,
+        step=outcome.step,
+        signed_at=signed_at,
     )
 
 
@@ -258,6 +290,7 @@ def verify_message(
     check_chain: bool = True,
     step: str | None = None,
     companions: Sequence[str] = (),
+    formats: Sequence[str] | None = None,
 ) -> Verdict:
     """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it
     (see :func:`verify_entries` for the parameters)."""
@@ -290,4 +323,5 @@ def verify_message(
         check_chain=check_chain,
         step=step,
         companions=companions,
+        formats=formats,
     )

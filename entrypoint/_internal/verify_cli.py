@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         "message refers to (compact format; repeatable; - for stdin)",
     )
     p.add_argument(
+        "--format",
+        dest="formats",
+        choices=("tekton", "compact"),
+        action="append",
+        help="accept only this signature format (repeatable; default: any known format)",
+    )
+    p.add_argument(
         "message", metavar="MESSAGE", help="termination message file (plain or tknz:), or - for stdin"
     )
     return p
@@ -167,6 +174,7 @@ def main(argv: list[str]) -> int:
         check_chain=not args.no_chain,
         step=step,
         companions=companions,
+        formats=args.formats,
     )
     if verdict.reason == Reason.TRUST_UNAVAILABLE and trust_error:
         verdict = dataclasses.replace(verdict, message=trust_error)

@@ -220,3 +220,48 @@ def test_entries_the_step_writes_into_the_termination_file_are_not_signed(
     assert values["ExitCode"] == "7"
     assert "UNDECLARED" not in values and "SVID" not in values
     assert verdict(message, ca, step="0").verified
+
+
+def test_a_caller_can_require_the_compact_format(
+    root: TektonRoot, agent: WorkloadAPIServer, ca: TestCA
+) -> None:
+    tekton_args = ["-enable_spire", "-spire_socket_path", agent.address, "-signing_timeout", "3s"]
+    p = root.run(
+        [*step_args(root, 0), *tekton_args, "-results", "a", *sh(f"printf 1 > {root / 'results' / 'a'}")]
+    )
+    assert p.returncode == 0, p.stderr
+    tekton_message = termination(root, 0).read_text()
+    assert verdict(tekton_message, ca).verified
+    refused = verdict(tekton_message, ca, formats=["compact"])
+    assert not refused.verified
+    assert refused.reason == "FormatNotAllowed"
+    # ... and the same CLI switch, as a process.
+    bundle = root.path / "bundle.pem"
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    bundle.write_bytes(ca.root_cert.public_bytes(Encoding.PEM))
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "entrypoint._internal.verify_cli", "--taskrun", f"{NS}/{TASKRUN}",
+           "--trust-domain", "example.org", "--trust-bundle", str(bundle)]  # fmt: skip
+    message_file = termination(root, 0)
+    assert subprocess.run([*cli, str(message_file)], capture_output=True, check=False).returncode == 0
+    only_compact = subprocess.run(
+        [*cli, "--format", "compact", str(message_file)], capture_output=True, text=True, check=False
+    )
+    assert only_compact.returncode == 1
+    assert "FormatNotAllowed" in only_compact.stdout
+
+
+def test_compact_verdict_reports_the_bound_step_and_time(
+    root: TektonRoot, agent: WorkloadAPIServer, ca: TestCA
+) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    assert root.run([*step_args(root, 0), *compact(agent), *sh("true")]).returncode == 0
+    v = verdict(termination(root, 0).read_text(), ca)
+    assert v.verified
+    assert v.step == "0"
+    assert v.signed_at is not None
+    assert before <= v.signed_at <= dt.datetime.now(dt.UTC)
+    assert v.to_json()["step"] == "0"

@@ -101,6 +101,8 @@ def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> N
         "condition",
         "results",
         "unsigned",
+        "step",
+        "signedAt",
     }
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "tekton"
     assert doc["identity"] == spiffe_id()

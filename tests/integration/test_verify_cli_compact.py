@@ -163,6 +163,8 @@ def test_json_output(bundle: Path, referring: Path, first: Path) -> None:
         "condition",
         "results",
         "unsigned",
+        "step",
+        "signedAt",
     }
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "compact"
     assert doc["identity"] == spiffe_id()

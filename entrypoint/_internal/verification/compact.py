@@ -120,7 +120,9 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
                 "signature itself was altered)",
                 uri,
             )
-    return Outcome(identity=uri, signed_keys=tuple(e.key for e in view))
+    return Outcome(
+        identity=uri, signed_keys=tuple(e.key for e in view), step=value.step, signed_at=value.signed_at
+    )
 
 
 def _signature_value(entries: Sequence[RunResult]) -> SignatureValue:

@@ -30,6 +30,8 @@ class Reason(StrEnum):
     # x509-ref whose chain none of the companion messages embeds.
     STEP_MISMATCH = "StepMismatch"
     MATERIAL_UNRESOLVED = "MaterialUnresolved"
+    # The message is signed in a format the caller does not accept (e.g. only compact).
+    FORMAT_NOT_ALLOWED = "FormatNotAllowed"
 
 
 class VerificationFailed(EntrypointError):

@@ -25,3 +25,6 @@ class Request:
 class Outcome:
     identity: str  # the SPIFFE ID that signed
     signed_keys: tuple[str, ...]  # every key whose signature was verified, in checking order
+    # What a format binds beyond the entries (compact: the step index and the signing time).
+    step: str | None = None
+    signed_at: int | None = None
