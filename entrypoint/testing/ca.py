@@ -80,7 +80,8 @@ _LEAF_NAME = x509.Name(
     ]
 )
 
-_CA_KEY_USAGE = x509.KeyUsage(
+# A CA certificate's key usage, shared by every test CA here (SPIRE's and the Kubernetes one).
+CA_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,
     content_commitment=False,
     key_encipherment=False,
@@ -133,7 +134,7 @@ def _ca_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(aki, critical=False)
         .add_extension(
