@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv lint test unit demo bench clean
+.PHONY: venv lint test unit demo bench binary image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+# The self-contained executable (dist/bin/); see tools/build_binary.py.
+binary: $(STAMP)
+	$(BIN)/python tools/build_binary.py
+
+# The entrypoint image and the step images the container tests use; see images/build.sh.
+image: binary
+	bash images/build.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
