@@ -75,6 +75,10 @@ def _main(args: list[str]) -> int:
         from entrypoint._internal.verify_cli import main as verify_main
 
         return verify_main(args[1:])
+    if args[:1] == ["save-jwks"]:
+        from entrypoint._internal.verify_cli import save_jwks_main
+
+        return save_jwks_main(args[1:])
     layout = Layout.from_env()
     fs = FlagSet(os.path.basename(sys.argv[0]) or "entrypoint")
     creds = CredentialFlags(layout.creds_secrets_dir)
@@ -132,7 +136,11 @@ def _main(args: list[str]) -> int:
             return 1
 
     signer = None
-    backend = opts.signing_backend or ("spire" if opts.enable_spire and opts.spire_socket_path else "")
+    try:
+        backend, wire_format = options.signing_choice(opts, os.environ)
+    except options.ConfigError as exc:
+        log(str(exc))
+        return 1
     if backend:
         from entrypoint._internal.signing import background_signer
 
@@ -142,7 +150,7 @@ def _main(args: list[str]) -> int:
 
         signer = background_signer(
             backend,
-            opts.signature_format,
+            wire_format,
             step=step_index(opts.step_metadata_dir),
             spire_socket=opts.spire_socket_path,
             budget=opts.signing_timeout_ns / 1e9,

@@ -19,7 +19,7 @@ from entrypoint.termination import RunResult
 TAG = "cs1"
 SIGNATURE_KEY = "SIGNATURE"
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
-MATERIAL_KINDS = ("x509", "x509-ref")
+MATERIAL_KINDS = ("x509", "x509-ref", "k8s-sat")
 
 
 class CompactFormatError(ValueError):
@@ -33,22 +33,30 @@ class SignatureValue:
     alg: str
     signature: bytes
     material_kind: str
-    material: bytes  # the DER chain for x509, the chain's SHA-256 for x509-ref
+    # x509: the DER chain; x509-ref: the chain's SHA-256; k8s-sat: the ASCII text
+    # ``<base64url SPKI DER>:<JWT>`` (a JWT is base64url already: no second encoding).
+    material: bytes
 
     def encode(self) -> str:
-        return ".".join(
-            (TAG, self.step, str(self.signed_at), self.alg, b64url(self.signature),
-             f"{self.material_kind}:{b64url(self.material)}")
-        )  # fmt: skip
+        data = self.material.decode("ascii") if self.material_kind == "k8s-sat" else b64url(self.material)
+        fields = (TAG, self.step, str(self.signed_at), self.alg, b64url(self.signature))
+        return ".".join((*fields, f"{self.material_kind}:{data}"))
 
     @property
     def material_digest(self) -> bytes:
-        """What the statement binds: the chain's SHA-256, whichever way the chain travels."""
+        """What the statement binds: the SHA-256 of the material (for a chain, whichever way it
+        travels; for a token, of the key and the token together, so that neither can be swapped)."""
         return self.material if self.material_kind == "x509-ref" else hashlib.sha256(self.material).digest()
+
+    def token_material(self) -> tuple[bytes, str]:
+        """A k8s-sat material's public key (SPKI DER) and token."""
+        spki, _, token = self.material.decode("ascii").partition(":")
+        return unb64url(spki, "k8s-sat public key"), token
 
     @classmethod
     def decode(cls, value: str) -> SignatureValue:
-        fields = value.split(".")
+        # Five separators: only the last field, a k8s-sat material, may hold more (the JWT's own).
+        fields = value.split(".", 5)
         if len(fields) != 6:
             raise CompactFormatError(f"SIGNATURE: expected 6 '.'-separated fields, found {len(fields)}")
         tag, step, signed_at, alg, signature, material = fields
@@ -68,10 +76,21 @@ class SignatureValue:
         if not sep or kind not in MATERIAL_KINDS:
             raise CompactFormatError(f"SIGNATURE: unknown identity material {kind!r}")
         sig_bytes = unb64url(signature, "signature")
+        if kind == "k8s-sat":
+            return cls(step, int(signed_at), alg, sig_bytes, kind, _token_material(data))
         material_bytes = unb64url(data, f"{kind} material")
         if kind == "x509-ref" and len(material_bytes) != 32:
             raise CompactFormatError("SIGNATURE: an x509-ref must be a 32-byte SHA-256 digest")
         return cls(step, int(signed_at), alg, sig_bytes, kind, material_bytes)
+
+
+def _token_material(data: str) -> bytes:
+    spki, sep, token = data.partition(":")
+    unb64url(spki, "k8s-sat public key")
+    parts = token.split(".")
+    if not sep or len(parts) != 3 or not all(p and set(p) <= _B64URL for p in parts):
+        raise CompactFormatError("SIGNATURE: a k8s-sat material is <base64url public key>:<JWT>")
+    return data.encode("ascii")
 
 
 def b64url(data: bytes) -> str:

@@ -5,9 +5,17 @@ Options are plain data; nothing here knows how a step runs.
 
 from __future__ import annotations
 
+import os
+
 from entrypoint._internal.goflag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
 
 DEFAULT_SPIRE_SOCKET = "unix:///spiffe-workload-api/spire-agent.sock"
+SIGNING_BACKENDS = ("spire", "oidc-sa-token")
+SIGNATURE_FORMATS = ("tekton", "compact")
+# Tekton's controller passes none of our flags; a cluster-wide pod template can set these instead
+# (Tekton's config-defaults ``default-pod-template`` env applies to every TaskRun's steps).
+ENV_SIGNING_BACKEND = "SIGNED_ENTRYPOINT_SIGNING_BACKEND"
+ENV_SIGNATURE_FORMAT = "SIGNED_ENTRYPOINT_SIGNATURE_FORMAT"
 
 
 class Options:
@@ -33,7 +41,7 @@ class Options:
     enable_spire: bool = False
     spire_socket_path: str = DEFAULT_SPIRE_SOCKET
     signing_backend: str = ""
-    signature_format: str = "tekton"
+    signature_format: str = ""  # empty: from the environment, else "tekton" (see signing_choice)
     signing_timeout_ns: int = 20 * 10**9
     signing_retry_interval_ns: int = 2 * 10**9
 
@@ -111,15 +119,19 @@ class _Bound:
 
         # Our own flags (Tekton's binary has none of these).  Both spellings of the backend flag
         # share one value, so the last one given wins, as for any repeated Go flag.
-        self.signing_backend = ChoiceValue(("spire",))
-        usage = "Signing identity backend: spire (same as -enable_spire); empty means no signing"
+        self.signing_backend = ChoiceValue(SIGNING_BACKENDS)
+        usage = (
+            "Signing identity backend: spire (same as -enable_spire) or oidc-sa-token; empty means "
+            f"${ENV_SIGNING_BACKEND}, else no signing"
+        )
         fs.var(self.signing_backend, "signing_backend", usage)
         fs.var(self.signing_backend, "signing-backend", usage)
-        self.signature_format = ChoiceValue(("tekton", "compact"), "tekton")
+        self.signature_format = ChoiceValue(SIGNATURE_FORMATS)
         fs.var(
             self.signature_format,
             "signature_format",
-            "Signed-results wire format: tekton (Tekton's, the default) or compact (docs/compact-format.md)",
+            "Signed-results wire format: tekton (Tekton's) or compact (docs/compact-format.md); empty "
+            f"means ${ENV_SIGNATURE_FORMAT}, else tekton",
         )
         self.signing_timeout: DurationValue = fs.duration(
             "signing_timeout", 20 * 10**9, "Total time allowed to obtain a signing identity"
@@ -131,7 +143,7 @@ class _Bound:
     def to_options(self, leftovers: list[str]) -> Options:
         opts = Options(timeout_ns=self.timeout.value, leftovers=leftovers)
         opts.signing_backend = self.signing_backend.value
-        opts.signature_format = self.signature_format.value or "tekton"
+        opts.signature_format = self.signature_format.value
         opts.signing_timeout_ns = self.signing_timeout.value
         opts.signing_retry_interval_ns = self.signing_retry.value
         for name, sv in self.strings.items():
@@ -139,6 +151,24 @@ class _Bound:
         for name, bv in self.bools.items():
             setattr(opts, name, bv.value)
         return opts
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the entrypoint does not know."""
+
+
+def signing_choice(opts: Options, environ: dict[str, str] | os._Environ[str]) -> tuple[str, str]:
+    """The signing backend and wire format: the flags, else the environment, else Tekton's
+    ``-enable_spire``; the format defaults to Tekton's."""
+    backend = opts.signing_backend or environ.get(ENV_SIGNING_BACKEND, "")
+    if backend and backend not in SIGNING_BACKENDS:
+        raise ConfigError(f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(SIGNING_BACKENDS)}")
+    if not backend and opts.enable_spire and opts.spire_socket_path:
+        backend = "spire"
+    wire = opts.signature_format or environ.get(ENV_SIGNATURE_FORMAT, "") or "tekton"
+    if wire not in SIGNATURE_FORMATS:
+        raise ConfigError(f"{ENV_SIGNATURE_FORMAT}={wire!r}: must be one of {', '.join(SIGNATURE_FORMATS)}")
+    return backend, wire
 
 
 def register(fs: FlagSet, termination_default: str = "/tekton/termination") -> _Bound:

@@ -14,6 +14,8 @@ from entrypoint._internal.signing.errors import SigningError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from entrypoint._internal.signing.background import BackgroundSigner
     from entrypoint._internal.signing.compact_format import CompactFormat
     from entrypoint._internal.signing.forked import ForkedBackend
@@ -21,10 +23,12 @@ if TYPE_CHECKING:
 
 # Result names a step may not use while signing is on: a result file with one of these names
 # could otherwise forge or shadow the signing entries (any format, any backend).
-RESERVED_NAMES = frozenset({"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "SIGNATURE"})
+RESERVED_NAMES = frozenset(
+    {"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "SIGNATURE", "SA_TOKEN", "SA_TOKEN_KEY"}
+)
 RESERVED_SUFFIXES = (".sig",)
 
-BACKENDS = ("spire",)
+BACKENDS = ("spire", "oidc-sa-token")
 FORMATS = ("tekton", "compact")
 
 
@@ -40,6 +44,7 @@ def background_signer(
     budget: float = 20.0,
     interval: float = 2.0,
     step: str = "",
+    environ: Mapping[str, str] | None = None,
 ) -> BackgroundSigner:
     """A signer that prepares itself in the background once :meth:`BackgroundSigner.start` is
     called (or, at the latest, when it is first asked to sign).
@@ -57,10 +62,22 @@ def background_signer(
     if backend not in BACKENDS or wire_format not in FORMATS:
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 
-    spec: tuple[str, dict[str, str | float]] = (
-        "entrypoint._internal.signing.spire:SpireBackend",
-        {"address": spire_socket, "budget": budget, "interval": interval},
-    )
+    spec: tuple[str, dict[str, str | float]]
+    if backend == "oidc-sa-token":
+        import os
+
+        from entrypoint._internal.satoken import config_from_env
+
+        config = config_from_env(os.environ if environ is None else environ)
+        spec = (
+            "entrypoint._internal.signing.k8s_token:SaTokenBackend",
+            {**config, "budget": budget, "interval": interval},
+        )
+    else:
+        spec = (
+            "entrypoint._internal.signing.spire:SpireBackend",
+            {"address": spire_socket, "budget": budget, "interval": interval},
+        )
     try:
         helper: ForkedBackend | None = ForkedBackend(backend, budget, spec)
         failure: SigningError | None = None

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue, statement
+from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue, b64url, statement
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult
@@ -27,6 +27,10 @@ _TASK = int(ResultType.TASK_RUN_RESULT)
 
 def chain_der(identity: Identity) -> bytes:
     return b"".join(c.public_bytes(Encoding.DER) for c in identity.chain)
+
+
+def token_material(identity: Identity) -> bytes:
+    return f"{b64url(identity.public_key_der())}:{identity.token}".encode("ascii")
 
 
 def sign_jose(identity: Identity, data: bytes) -> tuple[str, bytes]:
@@ -70,15 +74,19 @@ class CompactFormat:
         """The message's entries with a fresh SIGNATURE: first with the chain embedded, then, if
         an earlier step of the pod embedded the same chain (its SHA-256 is in
         ``embedded_elsewhere``), with a reference to it instead."""
-        chain = chain_der(identity)
+        if identity.token:
+            # Each step has its own key and token: nothing an earlier step embedded to refer to.
+            chain, kinds = token_material(identity), ("k8s-sat", "")
+        else:
+            chain, kinds = chain_der(identity), ("x509", "x509-ref")
         digest = hashlib.sha256(chain).digest()
         signed_at = int(self.clock())
         body = [e for e in entries if e.key != SIGNATURE_KEY]
         stmt = statement(body, step=self.step, signed_at=signed_at, material_digest=digest)
         alg, signature = sign_jose(identity, stmt)
         options = []
-        for kind, material in (("x509", chain), ("x509-ref", digest)):
-            if kind == "x509-ref" and digest not in embedded_elsewhere:
+        for kind, material in zip(kinds, (chain, digest), strict=False):
+            if not kind or (kind == "x509-ref" and digest not in embedded_elsewhere):
                 continue
             value = SignatureValue(self.step, signed_at, alg, signature, kind, material).encode()
             options.append([*body, RunResult(SIGNATURE_KEY, value, _TASK)])

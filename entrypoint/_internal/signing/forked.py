@@ -109,10 +109,12 @@ class ForkedBackend:
             chain = [_read_frame(self._resp_r, deadline) for _ in range(count)]
             key = _read_frame(self._resp_r, deadline)
             source = _read_frame(self._resp_r, deadline).decode("utf-8", "replace")
+            token = _read_frame(self._resp_r, deadline).decode("ascii", "replace")
+            expires = _read_frame(self._resp_r, deadline).decode("ascii", "replace")
         except TimeoutError:
             self.close()
             raise SigningError(f"{self.name}: no identity within the signing budget of {total:g}s") from None
-        return _identity(chain, key, source)
+        return _identity(chain, key, source, token, expires)
 
     def _status(self) -> str:
         try:
@@ -130,14 +132,20 @@ class ForkedBackend:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _identity(chain_der: list[bytes], key_der: bytes, source: str) -> Identity:
+def _identity(chain_der: list[bytes], key_der: bytes, source: str, token: str, expires: str) -> Identity:
+    import datetime as dt
+
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
     from entrypoint._internal.signing.identity import Identity
 
     return Identity(
-        load_der_private_key(key_der, None), [x509.load_der_x509_certificate(c) for c in chain_der], source
+        load_der_private_key(key_der, None),
+        [x509.load_der_x509_certificate(c) for c in chain_der],
+        source,
+        token=token,
+        token_expires=dt.datetime.fromisoformat(expires) if expires else None,
     )
 
 
@@ -181,6 +189,9 @@ def _send_identity(fd: int, ident: Identity) -> None:  # pragma: no cover - runs
     parts = [b"O", _U32.pack(len(ident.chain))]
     parts += [_frame(c.public_bytes(serialization.Encoding.DER)) for c in ident.chain]
     parts += [_frame(key), _frame(ident.source.encode())]
+    # A token identity's expiry is the token's, not a certificate's: it travels along.
+    expires = ident.not_after.isoformat() if ident.token else ""
+    parts += [_frame(ident.token.encode("ascii")), _frame(expires.encode("ascii"))]
     _write_all(fd, b"".join(parts))
 
 

@@ -1,4 +1,8 @@
-"""An identity: a private key and the certificate chain that proves who holds it."""
+"""An identity: a private key and the material that proves who holds it.
+
+Either a certificate chain (an X.509-SVID: the leaf certifies the key) or a token (a pod-bound
+Kubernetes service-account JWT whose audience names the key's digest).
+"""
 
 from __future__ import annotations
 
@@ -15,20 +19,54 @@ from entrypoint._internal.signing.errors import SigningError
 
 
 class Identity:
-    def __init__(self, key: PrivateKeyTypes, chain: Sequence[x509.Certificate], source: str) -> None:
-        if not chain:
+    def __init__(
+        self,
+        key: PrivateKeyTypes,
+        chain: Sequence[x509.Certificate],
+        source: str,
+        *,
+        token: str = "",
+        token_expires: dt.datetime | None = None,
+    ) -> None:
+        if not chain and not token:
             raise SigningError("returned workload svid does not have certificates")
+        if token and token_expires is None:
+            raise SigningError("a token identity needs the token's expiry time")
         self.key = key
         self.chain = tuple(chain)
-        self.source = source  # e.g. the SPIFFE ID, for log lines (never the key)
+        self.source = source  # e.g. the SPIFFE ID, for log lines (never the key or the token)
+        self.token = token
+        self._token_expires = token_expires
+
+    def __repr__(self) -> str:
+        # Never the key or the token: an identity may end up in a log line or a traceback.
+        kind = "token" if self.token else "x509"
+        return f"Identity({kind}, {self.source!r})"
 
     @property
     def leaf(self) -> x509.Certificate:
+        if not self.chain:
+            raise SigningError(f"the {self.source} identity has no certificate")
         return self.chain[0]
 
     @property
     def not_after(self) -> dt.datetime:
+        if self._token_expires is not None:
+            return self._token_expires
         return self.leaf.not_valid_after_utc
+
+    def public_key_der(self) -> bytes:
+        """The SubjectPublicKeyInfo of the signing key (what a token's audience names)."""
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def public_key_pem(self) -> str:
+        return (
+            self.key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode("ascii")
+        )
 
     def expires_within(self, seconds: float) -> bool:
         now = dt.datetime.now(dt.UTC)

@@ -4,6 +4,10 @@ Appended after a phase's results, all type 1: ``SVID`` (leaf PEM, then any inter
 ``<name>.sig`` for each task result, ``RESULT_MANIFEST`` (comma-joined names) and
 ``RESULT_MANIFEST.sig``.  Each signature is
 standard base64 (padded) over the result's canonical value.
+
+With a token identity (``oidc-sa-token``) ``SVID`` gives way to ``SA_TOKEN_KEY`` (the public key,
+PEM) and ``SA_TOKEN`` (the JWT), and ``SA_TOKEN.sig`` signs the token like a result, so that the
+token cannot be swapped for another one naming the same key.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 
 from entrypoint._internal.paramvalue import canonical_value
+from entrypoint._internal.satoken import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult
@@ -27,7 +32,8 @@ class TektonFormat:
 
     def warm_up(self, identity: Identity) -> None:
         """Exercise the signing path once (first uses are slow) without changing any state."""
-        identity.chain_pem()
+        if not identity.token:
+            identity.chain_pem()
         identity.sign(canonical_value("warm-up").encode())
 
     def sign(self, entries: list[RunResult], identity: Identity) -> list[RunResult]:
@@ -38,11 +44,20 @@ class TektonFormat:
             # completeness guarantee (§10 item 24).  Verifiers need only one block: skip this one.
             return []
         self._signed_a_phase = True
-        out = [RunResult("SVID", identity.chain_pem(), _TASK)]
+        if identity.token:
+            out = [
+                RunResult(KEY_ENTRY, identity.public_key_pem(), _TASK),
+                RunResult(TOKEN_ENTRY, identity.token, _TASK),
+            ]
+            task = [*task, out[1]]
+        else:
+            out = [RunResult("SVID", identity.chain_pem(), _TASK)]
         for e in task:
             sig = identity.sign(canonical_value(e.value).encode("utf-8", "surrogatepass"))
             out.append(RunResult(f"{e.key}.sig", base64.b64encode(sig).decode(), _TASK))
-        manifest = ",".join(e.key for e in task if not e.key.endswith(".sig") and e.key != "SVID")
+        manifest = ",".join(
+            e.key for e in task if not e.key.endswith(".sig") and e.key not in ("SVID", TOKEN_ENTRY)
+        )
         out.append(RunResult("RESULT_MANIFEST", manifest, _TASK))
         manifest_sig = identity.sign(manifest.encode("utf-8", "surrogatepass"))
         out.append(RunResult("RESULT_MANIFEST.sig", base64.b64encode(manifest_sig).decode(), _TASK))

@@ -1,0 +1,226 @@
+"""The ``oidc-sa-token`` backend: an ephemeral key vouched for by a pod-bound service-account token.
+
+No SPIRE: the pod's own service account asks the API server (TokenRequest) for a short-lived token
+bound to this pod whose audience names the SHA-256 of a key generated here, so the token vouches
+for the key (docs/oidc-sa-token.md).  It runs in the identity helper process, like the SPIRE
+backend: httpx's imports and the network wait stay off the step's critical path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import ssl
+import threading
+import time
+from typing import Any
+
+from entrypoint._internal.satoken import ENV_API, ENV_POD, SA_DIR, key_audience
+from entrypoint._internal.signing.errors import SigningError
+from entrypoint._internal.signing.identity import Identity
+
+# The API server refuses less ("may not specify a duration less than 10 minutes"); the shortest
+# lifetime keeps a leaked token useful for the least time.
+TOKEN_SECONDS = 600
+# Status codes worth another attempt: the token may have just rotated (401), an RBAC grant may not
+# have propagated yet (403), the server may be overloaded or restarting (429, 5xx).  Anything else
+# (400, 404, 409, 422) is a configuration error that no retry will fix.
+_RETRY_STATUS = frozenset({401, 403, 408, 429}) | frozenset(range(500, 600))
+_FIRST_PAUSE = 0.25
+_MAX_ATTEMPT_SECONDS = 10.0
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, *not* verified: only to learn what the kubelet bound our own token to."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error) as exc:
+        raise ValueError("not a JWT") from exc
+    if not isinstance(claims, dict):
+        raise ValueError("not a JWT")
+    return claims
+
+
+class Pod:
+    """Who we are: the pod this step runs in and its service account."""
+
+    def __init__(self, namespace: str, name: str, uid: str, service_account: str) -> None:
+        self.namespace, self.name, self.uid, self.service_account = namespace, name, uid, service_account
+
+
+class SaTokenBackend:
+    name = "oidc-sa-token"
+
+    def __init__(
+        self,
+        api: str = "",
+        token_file: str = f"{SA_DIR}/token",
+        ca_file: str = f"{SA_DIR}/ca.crt",
+        namespace_file: str = f"{SA_DIR}/namespace",
+        pod_name: str = "",
+        pod_uid: str = "",
+        namespace: str = "",
+        service_account: str = "",
+        budget: float = 20.0,
+        interval: float = 2.0,
+    ) -> None:
+        self.api = api.rstrip("/")
+        self.token_file = token_file
+        self.ca_file = ca_file
+        self.namespace_file = namespace_file
+        self._given = Pod(namespace, pod_name, pod_uid, service_account)
+        self.budget = budget
+        self.interval = interval
+        self._lock = threading.Lock()
+
+    def fetch(self, budget: float | None = None) -> Identity:
+        """A fresh key and a token for it, retrying transient failures until ``budget`` runs out."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        if not self.api:
+            raise SigningError(
+                "oidc-sa-token: no Kubernetes API server: KUBERNETES_SERVICE_HOST and "
+                f"KUBERNETES_SERVICE_PORT are not set (or set {ENV_API})"
+            )
+        total = self.budget if budget is None else budget
+        deadline = time.monotonic() + total
+        key = ec.generate_private_key(ec.SECP256R1())
+        pause = min(_FIRST_PAUSE, self.interval)
+        last = "no attempt made"
+        with self._lock:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    return self._attempt(key, min(remaining, _MAX_ATTEMPT_SECONDS))
+                except _Retry as exc:
+                    last = str(exc)
+                # Quick first retries (a rotated token, a blip), then Tekton's interval.
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(pause * 2, self.interval)
+        raise SigningError(f"oidc-sa-token: no token within the signing budget of {total:g}s: {last}")
+
+    def _pod(self, caller_token: str) -> Pod:
+        """The pod from the downward-API environment, else from the claims of the kubelet's own
+        pod-bound token (and the namespace file): a pod needs no extra configuration."""
+        given = self._given
+        claims: dict[str, Any] = {}
+        if not (given.namespace and given.name and given.uid and given.service_account):
+            try:
+                claims = unverified_claims(caller_token).get("kubernetes.io") or {}
+            except ValueError:
+                claims = {}
+        pod = _mapping(claims.get("pod"))
+        sa = _mapping(claims.get("serviceaccount"))
+        namespace = given.namespace or str(claims.get("namespace") or "") or _read_text(self.namespace_file)
+        found = Pod(
+            namespace,
+            given.name or str(pod.get("name") or ""),
+            given.uid or str(pod.get("uid") or ""),
+            given.service_account or str(sa.get("name") or ""),
+        )
+        values = (found.name, found.uid, found.namespace, found.service_account)
+        missing = [env for env, value in zip(ENV_POD, values, strict=True) if not value]
+        if missing:
+            raise SigningError(
+                f"oidc-sa-token: cannot tell which pod this is: set {', '.join(missing)} "
+                "(downward API: metadata.name, metadata.uid, metadata.namespace, spec.serviceAccountName)"
+            )
+        return found
+
+    def _attempt(self, key: Any, timeout: float) -> Identity:
+        import httpx
+
+        try:
+            with open(self.token_file, encoding="ascii") as f:
+                caller_token = f.read().strip()  # re-read every time: the kubelet rotates it
+        except (OSError, ValueError) as exc:
+            what = f"service-account token {self.token_file}"
+            raise SigningError(f"oidc-sa-token: {what}: {_why(exc)}") from exc
+        pod = self._pod(caller_token)
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SigningError(f"oidc-sa-token: API server CA {self.ca_file}: {_why(exc)}") from exc
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        audience = key_audience(spki)
+        url = f"{self.api}/api/v1/namespaces/{pod.namespace}/serviceaccounts/{pod.service_account}/token"
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [audience],
+                "expirationSeconds": TOKEN_SECONDS,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid},
+            },
+        }
+        try:
+            with httpx.Client(verify=context, timeout=timeout, trust_env=False) as client:
+                response = client.post(url, json=body, headers={"Authorization": f"Bearer {caller_token}"})
+        except httpx.HTTPError as exc:
+            raise _Retry(f"TokenRequest {url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code not in (200, 201):
+            text = f"TokenRequest {url}: HTTP {response.status_code}: {_status_message(response.content)}"
+            if response.status_code in _RETRY_STATUS:
+                raise _Retry(text)
+            raise SigningError(f"oidc-sa-token: {text}")
+        return self._identity(key, response.content, audience, pod, url)
+
+    def _identity(self, key: Any, content: bytes, audience: str, pod: Pod, url: str) -> Identity:
+        try:
+            status = json.loads(content)["status"]
+            token, expires = status["token"], status["expirationTimestamp"]
+            if not isinstance(token, str) or not isinstance(expires, str):
+                raise TypeError("status.token and status.expirationTimestamp must be strings")
+            expiry = dt.datetime.fromisoformat(expires)
+            if expiry.tzinfo is None:
+                raise ValueError(f"expirationTimestamp {expires!r} has no time zone")
+            aud = unverified_claims(token).get("aud")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
+        # An API server that ignored the audience would hand out a token that proves nothing
+        # about our key; better to fail here than at every verification.
+        if audience not in (aud if isinstance(aud, list) else [aud]):
+            raise SigningError(
+                f"oidc-sa-token: TokenRequest {url}: the token is not for the audience asked for"
+            )
+        source = f"system:serviceaccount:{pod.namespace}:{pod.service_account} (pod {pod.name})"
+        return Identity(key, (), source, token=token, token_expires=expiry.astimezone(dt.UTC))
+
+
+class _Retry(SigningError):
+    """A failure that another attempt may not meet."""
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
+def _status_message(content: bytes) -> str:
+    """The API server's own explanation (a ``Status`` object), else the start of the body."""
+    try:
+        status = json.loads(content)
+        message = status.get("message") if isinstance(status, dict) else None
+        if isinstance(message, str) and message:
+            return message
+    except ValueError:
+        pass
+    return content[:200].decode("utf-8", "replace") or "(empty body)"
