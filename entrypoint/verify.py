@@ -26,6 +26,7 @@ from typing import Any
 from cryptography import x509
 
 from entrypoint._internal.verification.formats import detect_format, known_formats
+from entrypoint._internal.verification.kube import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.request import Request
 from entrypoint._internal.verification.trust import (
@@ -38,6 +39,10 @@ from entrypoint.termination import RunResult, parse_message
 
 __all__ = [
     "CONDITION_TYPE",
+    "ApiServer",
+    "KubeJwks",
+    "KubeTokenReview",
+    "KubeTrustError",
     "Reason",
     "TrustBundle",
     "TrustBundleError",
@@ -95,7 +100,9 @@ class Verdict:
     reason: str  # "Verified" or a failure code of Reason
     message: str
     format: str  # "tekton", "compact", or "" when no known format was recognised
-    identity: str | None  # the SPIFFE ID presented, when one could be read
+    # Who presented the message, when it could be read: the SPIFFE ID, or the service account and
+    # pod of an oidc-sa-token message.
+    identity: str | None
     checked_at: dt.datetime  # the time the chain was (or would have been) checked at, UTC
     # What users should see: the entries the signature covers, as the controller would keep them
     # (last entry per key), without the ones that carry the signature.  When not verified: all of
@@ -179,6 +186,10 @@ def verify_entries(
     step: str | None = None,
     companions: Sequence[str] = (),
     formats: Sequence[str] | None = None,
+    kube: KubeJwks | KubeTokenReview | None = None,
+    pod_name: str | None = None,
+    pod_uid: str | None = None,
+    service_account: str | None = None,
 ) -> Verdict:
     """Verify the entries of a TaskRun's termination message (as parsed by the controller).
 
@@ -193,6 +204,11 @@ def verify_entries(
     other steps, searched for the chain a compact message refers to (``x509-ref``).
     ``formats``, when given, lists the only formats accepted (e.g. ``("compact",)``): a message in
     another one is rejected (FormatNotAllowed) even if its signature is good.
+
+    A message signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md) needs ``kube``: a
+    :class:`KubeJwks` snapshot (offline, archived TaskRuns) or :class:`KubeTokenReview` (online);
+    ``trust`` may then be None.  Its token must be bound to the TaskRun's pod: ``pod_name``
+    (default Tekton's ``<name>-pod``), and ``pod_uid`` and ``service_account`` when given.
     """
     if not namespace or not name:
         raise ValueError("namespace and name must be non-empty")
@@ -233,6 +249,10 @@ def verify_entries(
         check_chain=check_chain,
         step=step,
         companions=companion_messages,
+        kube=kube,
+        pod_name=pod_name,
+        pod_uid=pod_uid,
+        service_account=service_account,
     )
     try:
         outcome = fmt.verify(entries, request)
@@ -291,6 +311,10 @@ def verify_message(
     step: str | None = None,
     companions: Sequence[str] = (),
     formats: Sequence[str] | None = None,
+    kube: KubeJwks | KubeTokenReview | None = None,
+    pod_name: str | None = None,
+    pod_uid: str | None = None,
+    service_account: str | None = None,
 ) -> Verdict:
     """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it
     (see :func:`verify_entries` for the parameters)."""
@@ -324,4 +348,8 @@ def verify_message(
         step=step,
         companions=companions,
         formats=formats,
+        kube=kube,
+        pod_name=pod_name,
+        pod_uid=pod_uid,
+        service_account=service_account,
     )

@@ -1,8 +1,15 @@
 """``entrypoint verify``: check a TaskRun's signed termination message from the command line.
 
-    entrypoint verify --taskrun NAMESPACE/NAME --trust-domain TD
-                      (--trust-bundle FILE | --spire-socket URI) [--at RFC3339-TIME]
-                      [--no-chain] [--json] [--step N] MESSAGE [--companion FILE ...]
+    entrypoint verify --taskrun NAMESPACE/NAME
+                      [--trust-domain TD (--trust-bundle FILE | --spire-socket URI | --no-chain)]
+                      [--jwks FILE | --kube-api URL [--kube-token-file F] [--kube-ca-file F]]
+                      [--pod-name NAME] [--pod-uid UID] [--service-account SA]
+                      [--at RFC3339-TIME] [--json] [--step N] [--format F] MESSAGE [--companion FILE ...]
+    entrypoint save-jwks --kube-api URL [--kube-token-file F] [--kube-ca-file F] --output FILE
+
+SPIFFE trust (``--trust-domain`` and a bundle) checks messages signed with an SVID; Kubernetes
+trust (a JWKS snapshot saved by ``save-jwks``, or the API server's TokenReview) checks messages
+signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md).  Give either or both.
 
 ``--step`` and ``--companion`` concern the compact format (docs/compact-format.md): the step the
 message must come from, and the messages of the TaskRun's other steps, where a chain the message
@@ -22,9 +29,20 @@ import sys
 from typing import NoReturn, TextIO
 
 from entrypoint._internal.gojson import decode_go_bytes
+from entrypoint._internal.satoken import SA_DIR
 from entrypoint._internal.verification.trust import TrustBundleError, check_trust_domain
 from entrypoint.termination import RunResult
-from entrypoint.verify import Reason, TrustBundle, Verdict, rfc3339, verify_message
+from entrypoint.verify import (
+    ApiServer,
+    KubeJwks,
+    KubeTokenReview,
+    KubeTrustError,
+    Reason,
+    TrustBundle,
+    Verdict,
+    rfc3339,
+    verify_message,
+)
 
 EXIT_VERIFIED = 0
 EXIT_NOT_VERIFIED = 1
@@ -48,13 +66,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Verify the SPIFFE-signed results of a TaskRun's termination message.")
+    p = _Parser(prog=PROG, description="Verify the signed results of a TaskRun's termination message.")
     p.add_argument(
         "--taskrun", required=True, metavar="NAMESPACE/NAME", help="the TaskRun that must have signed"
     )
-    p.add_argument(
-        "--trust-domain", required=True, metavar="TD", help="the SPIFFE trust domain, e.g. example.org"
-    )
+    p.add_argument("--trust-domain", metavar="TD", help="the SPIFFE trust domain, e.g. example.org")
     trust = p.add_mutually_exclusive_group()
     trust.add_argument(
         "--trust-bundle", metavar="FILE", help="PEM file of the trust domain's root certificates"
@@ -64,7 +80,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="SPIFFE Workload API address to fetch the bundle from (unix:///path)",
     )
-    p.add_argument("--at", metavar="RFC3339-TIME", help="check the chain at this time instead of now")
+    kube = p.add_mutually_exclusive_group()
+    kube.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="JWKS snapshot of the cluster (entrypoint save-jwks), for oidc-sa-token",
+    )
+    kube.add_argument(
+        "--kube-api", metavar="URL", help="Kubernetes API server to ask (TokenReview), for oidc-sa-token"
+    )
+    _kube_credentials(p)
+    p.add_argument(
+        "--pod-name", metavar="NAME", help="the TaskRun's pod (default: NAME-pod, as Tekton names it)"
+    )
+    p.add_argument("--pod-uid", metavar="UID", help="the UID of the TaskRun's pod (oidc-sa-token)")
+    p.add_argument("--service-account", metavar="SA", help="the TaskRun's service account (oidc-sa-token)")
+    p.add_argument(
+        "--at", metavar="RFC3339-TIME", help="check the chain or the token at this time instead of now"
+    )
     p.add_argument(
         "--no-chain",
         action="store_true",
@@ -95,6 +128,21 @@ def _parser() -> argparse.ArgumentParser:
         "message", metavar="MESSAGE", help="termination message file (plain or tknz:), or - for stdin"
     )
     return p
+
+
+def _kube_credentials(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kube-token-file",
+        metavar="FILE",
+        default=f"{SA_DIR}/token",
+        help="bearer token for the API server (default: the in-cluster service-account token)",
+    )
+    p.add_argument(
+        "--kube-ca-file",
+        metavar="FILE",
+        default=f"{SA_DIR}/ca.crt",
+        help="CA certificates of the API server (default: the in-cluster CA)",
+    )
 
 
 def _taskrun(value: str) -> tuple[str, str]:
@@ -135,13 +183,22 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         namespace, name = _taskrun(args.taskrun)
-        try:
-            check_trust_domain(args.trust_domain)
-        except TrustBundleError as exc:
-            raise _Usage(f"--trust-domain: {exc}") from exc
+        spiffe = args.trust_domain is not None
+        if spiffe:
+            try:
+                check_trust_domain(args.trust_domain)
+            except TrustBundleError as exc:
+                raise _Usage(f"--trust-domain: {exc}") from exc
+            if not args.no_chain and args.trust_bundle is None and args.spire_socket is None:
+                raise _Usage("--trust-domain needs one of --trust-bundle or --spire-socket (or --no-chain)")
+        elif args.trust_bundle is not None or args.spire_socket is not None or args.no_chain:
+            raise _Usage("--trust-bundle, --spire-socket and --no-chain need --trust-domain")
+        if not spiffe and args.jwks is None and args.kube_api is None:
+            raise _Usage(
+                "no trust given: --trust-domain with --trust-bundle or --spire-socket (SPIRE), "
+                "or --jwks or --kube-api (oidc-sa-token)"
+            )
         at = _time(args.at) if args.at is not None else None
-        if not args.no_chain and args.trust_bundle is None and args.spire_socket is None:
-            raise _Usage("one of --trust-bundle or --spire-socket is required (or --no-chain)")
         step = _step(args.step) if args.step is not None else None
         if [args.message, *args.companion].count("-") > 1:
             raise _Usage("stdin (-) can be read only once: as MESSAGE or as one --companion")
@@ -156,7 +213,7 @@ def main(argv: list[str]) -> int:
     if args.no_chain:
         print(NO_CHAIN_WARNING, file=sys.stderr)
         trust = TrustBundle(args.trust_domain)
-    else:
+    elif spiffe:
         try:
             if args.trust_bundle is not None:
                 trust = TrustBundle.from_pem_file(args.trust_bundle, args.trust_domain)
@@ -164,6 +221,22 @@ def main(argv: list[str]) -> int:
                 trust = TrustBundle.from_workload_api(args.spire_socket, args.trust_domain)
         except TrustBundleError as exc:
             trust_error = str(exc)
+    else:
+        trust_error = (
+            "this message needs SPIFFE trust: give --trust-domain and --trust-bundle or --spire-socket"
+        )
+
+    kube: KubeJwks | KubeTokenReview | None = None
+    kube_error = ""
+    try:
+        if args.jwks is not None:
+            kube = KubeJwks.from_file(args.jwks)
+        elif args.kube_api is not None:
+            kube = KubeTokenReview(_api_server(args))
+        else:
+            kube_error = "this message needs Kubernetes trust: give --jwks FILE or --kube-api URL"
+    except KubeTrustError as exc:
+        kube_error = str(exc)
 
     verdict = verify_message(
         message,
@@ -175,11 +248,48 @@ def main(argv: list[str]) -> int:
         step=step,
         companions=companions,
         formats=args.formats,
+        kube=kube,
+        pod_name=args.pod_name,
+        pod_uid=args.pod_uid,
+        service_account=args.service_account,
     )
-    if verdict.reason == Reason.TRUST_UNAVAILABLE and trust_error:
-        verdict = dataclasses.replace(verdict, message=trust_error)
+    if verdict.reason == Reason.TRUST_UNAVAILABLE:
+        # Say what was missing or failed to load, for the kind of trust this message needed.
+        # (the token checks name "Kubernetes trust" when none was given).
+        needs_kube = "Kubernetes trust" in verdict.message
+        detail = kube_error if needs_kube else trust_error
+        if detail:
+            verdict = dataclasses.replace(verdict, message=detail)
     _print(verdict, as_json=args.json)
     return EXIT_VERIFIED if verdict.verified else EXIT_NOT_VERIFIED
+
+
+def _api_server(args: argparse.Namespace) -> ApiServer:
+    return ApiServer(args.kube_api, token_file=args.kube_token_file, ca_file=args.kube_ca_file)
+
+
+def save_jwks_main(argv: list[str]) -> int:
+    """``entrypoint save-jwks``: snapshot the cluster's token issuer and keys for offline checks."""
+    p = _Parser(
+        prog="entrypoint save-jwks",
+        description="Save the cluster's service-account token issuer and JWKS, to verify oidc-sa-token "
+        "messages after their pods are gone (entrypoint verify --jwks FILE).",
+    )
+    p.add_argument("--kube-api", required=True, metavar="URL", help="the Kubernetes API server")
+    _kube_credentials(p)
+    p.add_argument("--output", "-o", required=True, metavar="FILE", help="where to write the snapshot")
+    args = p.parse_args(argv)
+    try:
+        snapshot = KubeJwks.fetch(_api_server(args))
+        snapshot.save(args.output)
+    except KubeTrustError as exc:
+        print(f"entrypoint save-jwks: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_VERIFIED
+    except OSError as exc:
+        print(f"entrypoint save-jwks: error: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_NOT_VERIFIED
+    print(f"saved the JWKS of {snapshot.issuer} ({len(snapshot.jwks['keys'])} keys) to {args.output}")
+    return EXIT_VERIFIED
 
 
 def _print(verdict: Verdict, *, as_json: bool) -> None:

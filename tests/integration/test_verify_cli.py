@@ -288,8 +288,11 @@ def test_spire_socket_absent_exits_1(tmp_path: Path, signed: list[RunResult]) ->
         ),
         (
             ["--taskrun", TASKRUN, "--trust-domain", TD, "M"],
-            "one of --trust-bundle or --spire-socket is required",
+            "--trust-domain needs one of --trust-bundle or --spire-socket",
         ),
+        (["--taskrun", TASKRUN, "M"], "no trust given"),
+        (["--taskrun", TASKRUN, "--trust-bundle", "B", "M"], "need --trust-domain"),
+        (["--taskrun", TASKRUN, "--jwks", "J", "--kube-api", "https://x", "M"], "not allowed with argument"),
         (
             [
                 "--taskrun",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
 from entrypoint._internal.compact import (
     SIGNATURE_KEY,
     TAG,
@@ -18,12 +20,14 @@ from entrypoint._internal.compact import (
     controller_view,
     statement_of_view,
 )
+from entrypoint._internal.satoken import MATERIAL_KIND
 from entrypoint._internal.verification.chain import check_chain, check_signed_within_validity
 from entrypoint._internal.verification.identity import check_identity, single_uri, uri_sans
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed, fail_closed
 from entrypoint._internal.verification.request import Outcome, Request
 from entrypoint._internal.verification.signatures import is_valid, jose_checker
 from entrypoint._internal.verification.svid import DecodedSvid, SvidDecodeError, decode_der_chain
+from entrypoint._internal.verification.token import check_token
 from entrypoint.termination import RunResult, parse_message
 
 NAME = "compact"
@@ -57,6 +61,9 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
                     Reason.MESSAGE_INVALID,
                     f"{SIGNATURE_KEY}: entry {e.key!r} has type {e.type}, outside the range cs1 can bind",
                 )
+
+    if value.material_kind == MATERIAL_KIND:
+        return _verify_token(entries, value, request)
 
     # (2) The chain, embedded or referred to.
     with fail_closed(Reason.SVID_INVALID, SIGNATURE_KEY):
@@ -96,30 +103,10 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
         check_signed_within_validity(chain.leaf, value.signed_at, entry=SIGNATURE_KEY, identity=uri)
 
     # (5) The step, when the caller knows which one the message must come from.
-    if request.step is not None and value.step != request.step:
-        claimed = f"step {value.step}" if value.step else "no step"
-        raise VerificationFailed(
-            Reason.STEP_MISMATCH,
-            f"{SIGNATURE_KEY}: signed as {claimed}, but step {request.step} was expected",
-            uri,
-        )
+    _check_step(value, request, uri)
 
     # (6) The statement over every entry, with the algorithm the key allows.
-    with fail_closed(Reason.UNSUPPORTED_KEY, SIGNATURE_KEY, uri):
-        check = jose_checker(value.alg, chain.leaf.public_key(), entry=SIGNATURE_KEY, identity=uri)
-    with fail_closed(Reason.SIGNATURE_INVALID, SIGNATURE_KEY, uri):
-        view = controller_view(entries)
-        data = statement_of_view(
-            view, step=value.step, signed_at=value.signed_at, material_digest=value.material_digest
-        )
-        if not is_valid(check, value.signature, data):
-            raise VerificationFailed(
-                Reason.SIGNATURE_INVALID,
-                f"{SIGNATURE_KEY}: invalid signature: it does not verify over the statement of the "
-                "message's entries (an entry was changed, retyped, added, dropped or swapped, or the "
-                "signature itself was altered)",
-                uri,
-            )
+    view = _check_statement(entries, value, chain.leaf.public_key(), uri)
     return Outcome(
         identity=uri, signed_keys=tuple(e.key for e in view), step=value.step, signed_at=value.signed_at
     )
@@ -187,3 +174,52 @@ def _embedded_chain(message: str) -> bytes | None:
             value = SignatureValue.decode(entry.value)
             return value.material if value.material_kind == "x509" else None
     return None
+
+
+def _verify_token(entries: Sequence[RunResult], value: SignatureValue, request: Request) -> Outcome:
+    """(2)-(4) for a k8s-sat material: the key and token, trust, the token's vouching, binding and
+    validity (at signing time too); then (5) and (6) as for a chain."""
+    with fail_closed(Reason.TOKEN_INVALID, SIGNATURE_KEY):
+        spki, token = value.token_material()
+    if request.kube is None:
+        raise VerificationFailed(
+            Reason.TRUST_UNAVAILABLE, "no Kubernetes trust (JWKS snapshot or TokenReview)"
+        )
+    with fail_closed(Reason.TOKEN_UNTRUSTED, SIGNATURE_KEY):
+        identity, key = check_token(token, spki, request, entry=SIGNATURE_KEY, signed_at=value.signed_at)
+    _check_step(value, request, identity)
+    view = _check_statement(entries, value, key, identity)  # type: ignore[arg-type]
+    return Outcome(
+        identity=identity, signed_keys=tuple(e.key for e in view), step=value.step, signed_at=value.signed_at
+    )
+
+
+def _check_step(value: SignatureValue, request: Request, uri: str) -> None:
+    if request.step is not None and value.step != request.step:
+        claimed = f"step {value.step}" if value.step else "no step"
+        raise VerificationFailed(
+            Reason.STEP_MISMATCH,
+            f"{SIGNATURE_KEY}: signed as {claimed}, but step {request.step} was expected",
+            uri,
+        )
+
+
+def _check_statement(
+    entries: Sequence[RunResult], value: SignatureValue, key: CertificatePublicKeyTypes, uri: str
+) -> list[RunResult]:
+    with fail_closed(Reason.UNSUPPORTED_KEY, SIGNATURE_KEY, uri):
+        check = jose_checker(value.alg, key, entry=SIGNATURE_KEY, identity=uri)
+    with fail_closed(Reason.SIGNATURE_INVALID, SIGNATURE_KEY, uri):
+        view = controller_view(entries)
+        data = statement_of_view(
+            view, step=value.step, signed_at=value.signed_at, material_digest=value.material_digest
+        )
+        if not is_valid(check, value.signature, data):
+            raise VerificationFailed(
+                Reason.SIGNATURE_INVALID,
+                f"{SIGNATURE_KEY}: invalid signature: it does not verify over the statement of the "
+                "message's entries (an entry was changed, retyped, added, dropped or swapped, or the "
+                "signature itself was altered)",
+                uri,
+            )
+    return view

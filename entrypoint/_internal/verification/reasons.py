@@ -32,6 +32,11 @@ class Reason(StrEnum):
     MATERIAL_UNRESOLVED = "MaterialUnresolved"
     # The message is signed in a format the caller does not accept (e.g. only compact).
     FORMAT_NOT_ALLOWED = "FormatNotAllowed"
+    # The oidc-sa-token backend: the token or its key is malformed or missing; no trusted source
+    # vouches for the token (signature, issuer, validity, TokenReview); it vouches for another key.
+    TOKEN_INVALID = "TokenInvalid"  # noqa: S105  (reason codes, not secrets)
+    TOKEN_UNTRUSTED = "TokenUntrusted"  # noqa: S105
+    KEY_MISMATCH = "KeyMismatch"
 
 
 class VerificationFailed(EntrypointError):

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from entrypoint._internal.verification.kube import KubeJwks, KubeTokenReview
+
 
 @dataclass(frozen=True)
 class Request:
@@ -19,11 +23,18 @@ class Request:
     step: str | None = None  # the step index the message must claim; None: any (compact format)
     # Other termination messages of the same TaskRun, only to resolve a chain a message refers to.
     companions: tuple[str, ...] = ()
+    # The oidc-sa-token backend: who vouches for tokens (None: nobody, TrustUnavailable), and the
+    # pod the token must be bound to (name default: Tekton's "<taskrun>-pod"; uid and service
+    # account checked when given).
+    kube: KubeJwks | KubeTokenReview | None = None
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    identity: str  # the SPIFFE ID that signed
+    identity: str  # who signed: the SPIFFE ID, or the service account and pod of a token
     signed_keys: tuple[str, ...]  # every key whose signature was verified, in checking order
     # What a format binds beyond the entries (compact: the step index and the signing time).
     step: str | None = None

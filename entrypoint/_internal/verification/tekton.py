@@ -3,22 +3,27 @@
 
 The signing entries are all type 1: ``SVID``, ``<key>.sig`` per signed result, ``RESULT_MANIFEST``
 and ``RESULT_MANIFEST.sig``.  Only type-1 entries take part; others (e.g. an appended untyped
-entry) are neither signed nor checked.
+entry) are neither signed nor checked.  With the ``oidc-sa-token`` backend ``SA_TOKEN_KEY`` and
+``SA_TOKEN`` take the place of ``SVID`` (the token is signed like a result, so it has a ``.sig``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
 from entrypoint._internal.gojson import Base64Error, decode_go_base64
 from entrypoint._internal.paramvalue import canonical_value
+from entrypoint._internal.satoken import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.verification.chain import check_chain
 from entrypoint._internal.verification.identity import check_identity, peek_uri, single_uri
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.reasons import fail_closed as _check
 from entrypoint._internal.verification.request import Outcome, Request
-from entrypoint._internal.verification.signatures import checker_for, is_valid
+from entrypoint._internal.verification.signatures import SignatureCheck, checker_for, is_valid
 from entrypoint._internal.verification.svid import SvidDecodeError, decode_svid
+from entrypoint._internal.verification.token import check_token
 from entrypoint.termination import ResultType, RunResult
 
 NAME = "tekton"
@@ -29,7 +34,9 @@ _TASK = int(ResultType.TASK_RUN_RESULT)
 
 
 def is_signing_entry(entry: RunResult) -> bool:
-    return entry.type == _TASK and (entry.key in (SVID, MANIFEST) or entry.key.endswith(SIG_SUFFIX))
+    return entry.type == _TASK and (
+        entry.key in (SVID, MANIFEST, TOKEN_ENTRY, KEY_ENTRY) or entry.key.endswith(SIG_SUFFIX)
+    )
 
 
 def recognises(entries: Sequence[RunResult]) -> bool:
@@ -59,6 +66,9 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
         if entry.type == _TASK:
             results[entry.key] = entry
 
+    if SVID not in results and TOKEN_ENTRY in results:
+        return _verify_token(results, request)
+
     # (2) The SVID.  Tekton canonicalises it first; for PEM text that changes nothing.
     with _check(Reason.SVID_INVALID, SVID):
         svid_entry = results.get(SVID)
@@ -79,22 +89,7 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
         )
 
     # (4) The manifest: every name it lists must be present.
-    with _check(Reason.MANIFEST_INCOMPLETE, MANIFEST, found):
-        manifest_entry = results.get(MANIFEST)
-        if manifest_entry is None:
-            raise VerificationFailed(
-                Reason.MANIFEST_MISSING,
-                f'{MANIFEST}: no manifest found in results (no type-1 entry "{MANIFEST}")',
-                found,
-            )
-        manifest = canonical_value(manifest_entry.value)
-        for listed in manifest.split(","):
-            if listed and listed not in results:
-                raise VerificationFailed(
-                    Reason.MANIFEST_INCOMPLETE,
-                    f"{MANIFEST}: no result found for {listed} but is part of the manifest {manifest}",
-                    found,
-                )
+    _check_manifest(results, found)
 
     # (5) The SPIFFE ID of the TaskRun.
     with _check(Reason.IDENTITY_MISMATCH, SVID, found):
@@ -113,7 +108,65 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     # so the same message always reports the same first failure.
     with _check(Reason.UNSUPPORTED_KEY, SVID, uri):
         check = checker_for(svid.leaf.public_key(), entry=SVID, identity=uri)
-    signed = sorted((k for k in results if k != SVID and not k.endswith(SIG_SUFFIX)), key=_byte_order)
+    signed = _check_signatures(results, check, uri, skip=SVID)
+    return Outcome(identity=uri, signed_keys=tuple(signed))
+
+
+def _verify_token(results: dict[str, RunResult], request: Request) -> Outcome:
+    """(2)-(6) for a token identity: the key and token, trust, the manifest, the token's vouching
+    and binding; then (7) as for an SVID, the token itself being one of the signed entries."""
+    with _check(Reason.TOKEN_INVALID, KEY_ENTRY):
+        key_entry = results.get(KEY_ENTRY)
+        if key_entry is None:
+            raise VerificationFailed(
+                Reason.TOKEN_INVALID, f'{KEY_ENTRY}: no public key found (no type-1 entry "{KEY_ENTRY}")'
+            )
+        try:
+            spki = load_pem_public_key(canonical_value(key_entry.value).encode("ascii")).public_bytes(
+                Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+            )
+        except (ValueError, TypeError, UnicodeError) as exc:
+            raise VerificationFailed(
+                Reason.TOKEN_INVALID, f"{KEY_ENTRY}: not a PEM public key: {exc}"
+            ) from exc
+    token = canonical_value(results[TOKEN_ENTRY].value)
+    if request.kube is None:
+        raise VerificationFailed(
+            Reason.TRUST_UNAVAILABLE, "no Kubernetes trust (JWKS snapshot or TokenReview)"
+        )
+    _check_manifest(results, None)
+    with _check(Reason.TOKEN_UNTRUSTED, TOKEN_ENTRY):
+        identity, key = check_token(token, spki, request, entry=TOKEN_ENTRY, signed_at=None)
+    with _check(Reason.UNSUPPORTED_KEY, KEY_ENTRY, identity):
+        check = checker_for(key, entry=KEY_ENTRY, identity=identity)  # type: ignore[arg-type]
+    signed = _check_signatures(results, check, identity, skip=KEY_ENTRY)
+    return Outcome(identity=identity, signed_keys=tuple(signed))
+
+
+def _check_manifest(results: dict[str, RunResult], found: str | None) -> None:
+    with _check(Reason.MANIFEST_INCOMPLETE, MANIFEST, found):
+        manifest_entry = results.get(MANIFEST)
+        if manifest_entry is None:
+            raise VerificationFailed(
+                Reason.MANIFEST_MISSING,
+                f'{MANIFEST}: no manifest found in results (no type-1 entry "{MANIFEST}")',
+                found,
+            )
+        manifest = canonical_value(manifest_entry.value)
+        for listed in manifest.split(","):
+            if listed and listed not in results:
+                raise VerificationFailed(
+                    Reason.MANIFEST_INCOMPLETE,
+                    f"{MANIFEST}: no result found for {listed} but is part of the manifest {manifest}",
+                    found,
+                )
+
+
+def _check_signatures(
+    results: dict[str, RunResult], check: SignatureCheck, uri: str, *, skip: str
+) -> list[str]:
+    """A signature for every type-1 key but the signatures and ``skip`` (the identity material)."""
+    signed = sorted((k for k in results if k != skip and not k.endswith(SIG_SUFFIX)), key=_byte_order)
     # One guard around the loop rather than one per entry: this is the verifier's hot path.
     with _check(Reason.SIGNATURE_INVALID, "signatures", uri):
         for key in signed:
@@ -139,4 +192,4 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
                     f"{sig_key}: invalid signature: it does not verify over the value of {key}",
                     uri,
                 )
-    return Outcome(identity=uri, signed_keys=tuple(signed))
+        return signed
