@@ -24,8 +24,10 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.
+BACKEND ?= spire
 demo: $(STAMP)
-	$(BIN)/python tools/demo.py
+	$(BIN)/python tools/demo.py --backend $(BACKEND)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py

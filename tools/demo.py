@@ -1,5 +1,9 @@
 """``make demo``: a two-step "TaskRun" signed with SPIFFE identities and verified, no cluster needed.
 
+``make demo BACKEND=oidc-sa-token`` (or ``tools/demo.py --backend oidc-sa-token``) signs with
+pod-bound Kubernetes service-account tokens instead, from a local test API server over HTTPS, and
+verifies both online (TokenReview) and offline (a saved JWKS snapshot).
+
 A local SPIFFE Workload API server stands in for the SPIRE agent (a real gRPC server on a unix
 socket, issuing X.509-SVIDs from a test CA for this TaskRun's SPIFFE ID).  Both steps are started
 at once with the arguments Tekton's controller gives them (spec §2.7) plus ``-enable_spire``:
@@ -10,6 +14,7 @@ with ``entrypoint verify``; finally a tampered copy of step 1's message is shown
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,6 +29,8 @@ from entrypoint.termination import ResultType, encode_message, parse_message  # 
 TYPE_NAMES = {int(t): t.name.lower().replace("_", "-") for t in ResultType}
 NAMESPACE, TASKRUN = "demo", "build-and-report"
 TRUST_DOMAIN = "example.org"
+POD_UID = "6b1f2c1e-0d4a-4d7e-9f60-2a9e0c3b7d15"
+SERVICE_ACCOUNT = "pipeline"
 
 
 def entrypoint_cmd() -> list[str]:
@@ -58,30 +65,88 @@ def start_agent(sock: Path, bundle: Path) -> subprocess.Popen[str]:
     return agent
 
 
-def verify(message: Path, bundle: Path) -> int:
-    cmd = [*entrypoint_cmd(), "verify", "--taskrun", f"{NAMESPACE}/{TASKRUN}", "--trust-domain", TRUST_DOMAIN,
-           "--trust-bundle", str(bundle), str(message)]  # fmt: skip
-    print(f"$ entrypoint verify --taskrun {NAMESPACE}/{TASKRUN} --trust-domain {TRUST_DOMAIN} "
-          f"--trust-bundle bundle.pem {message.parent.name}/{message.name}")  # fmt: skip
+def start_kube_api(sa_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    pod = f"{NAMESPACE}/{TASKRUN}-pod/{POD_UID}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "entrypoint.testing.kube_api", "--pod", pod,
+         "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if not line.startswith("ready"):
+        server.kill()
+        raise SystemExit(f"the local Kubernetes API server did not start: {line!r}")
+    url = line.split()[1]
+    print(f"local Kubernetes API server: {url}, pod {pod}, service account {SERVICE_ACCOUNT}")
+    return server, url
+
+
+def verify(message: Path, trust: list[str], shown: str) -> int:
+    cmd = [*entrypoint_cmd(), "verify", "--taskrun", f"{NAMESPACE}/{TASKRUN}", *trust, str(message)]
+    print(f"$ entrypoint verify --taskrun {NAMESPACE}/{TASKRUN} {shown} {message.parent.name}/{message.name}")
     return subprocess.run(cmd, check=False).returncode
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("spire", "oidc-sa-token"), default="spire")
+    backend = parser.parse_args(argv).backend
     with tempfile.TemporaryDirectory(prefix="tekton-demo-") as tmp:
         root = Path(tmp)
         env = {**os.environ, "SIGNED_ENTRYPOINT_ROOT": str(root)}
         for d in ("results", "run/0", "run/1"):
             (root / d).mkdir(parents=True)
+        if backend == "oidc-sa-token":
+            return demo_sa_token(root, env)
         sock_dir = Path(tempfile.mkdtemp(prefix="agent", dir="/tmp"))
         agent = start_agent(sock_dir / "agent.sock", root / "bundle.pem")
+        bundle = ["--trust-domain", TRUST_DOMAIN, "--trust-bundle", str(root / "bundle.pem")]
+        shown = f"--trust-domain {TRUST_DOMAIN} --trust-bundle bundle.pem"
         try:
-            return run_taskrun(root, env, f"unix://{sock_dir / 'agent.sock'}")
+            signing = ["-enable_spire", "-spire_socket_path", f"unix://{sock_dir / 'agent.sock'}"]
+            return run_taskrun(root, env, signing, [(bundle, shown)])
         finally:
             agent.terminate()
             agent.wait(10)
 
 
-def run_taskrun(root: Path, env: dict[str, str], socket: str) -> int:
+def demo_sa_token(root: Path, env: dict[str, str]) -> int:
+    sa_dir = root / "serviceaccount"
+    server, url = start_kube_api(sa_dir)
+    try:
+        # What the kubelet and the downward API give a real pod (docs/oidc-sa-token.md §3).
+        host, port = url.removeprefix("https://").rsplit(":", 1)
+        env.update({
+            "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+            "SIGNED_ENTRYPOINT_KUBE_TOKEN_FILE": str(sa_dir / "token"),
+            "SIGNED_ENTRYPOINT_KUBE_CA_FILE": str(sa_dir / "ca.crt"),
+            "SIGNED_ENTRYPOINT_KUBE_NAMESPACE_FILE": str(sa_dir / "namespace"),
+            "POD_NAME": f"{TASKRUN}-pod", "POD_UID": POD_UID, "POD_NAMESPACE": NAMESPACE,
+            "POD_SERVICE_ACCOUNT": SERVICE_ACCOUNT,
+        })  # fmt: skip
+        creds = ["--kube-token-file", str(sa_dir / "token"), "--kube-ca-file", str(sa_dir / "ca.crt")]
+        jwks = root / "jwks.json"
+        saved = subprocess.run(
+            [*entrypoint_cmd(), "save-jwks", "--kube-api", url, *creds, "-o", str(jwks)], check=False
+        )
+        if saved.returncode != 0:
+            return saved.returncode
+        online = ["--kube-api", url, *creds, "--pod-uid", POD_UID, "--service-account", SERVICE_ACCOUNT]
+        offline = ["--jwks", str(jwks), "--pod-uid", POD_UID]
+        checks = [
+            (online, f"--kube-api {url} --pod-uid {POD_UID} ..."),
+            (offline, f"--jwks jwks.json --pod-uid {POD_UID}"),
+        ]
+        return run_taskrun(root, env, ["-signing_backend=oidc-sa-token", "-signature_format=compact"], checks)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def run_taskrun(
+    root: Path, env: dict[str, str], signing: list[str], checks: list[tuple[list[str], str]]
+) -> int:
     init = subprocess.run([*entrypoint_cmd(), "step-init", "step-build", "step-report"], env=env, check=False)
     if init.returncode != 0:
         return init.returncode
@@ -92,7 +157,6 @@ def run_taskrun(root: Path, env: dict[str, str], socket: str) -> int:
         f'printf \'["linux/amd64","linux/arm64"]\' > {root}/run/0/status/results/platforms'
     )
     report = 'echo "step 2 sees platforms: $1"; printf ok > ' + f"{root}/results/REPORT"
-    signing = ["-enable_spire", "-spire_socket_path", socket]
     steps = [
         [*signing, "-results", "IMAGE_DIGEST,IMAGE_URL", "-step_results", "platforms",
          "-entrypoint", "/bin/sh", "--", "-c", build],
@@ -112,15 +176,16 @@ def run_taskrun(root: Path, env: dict[str, str], socket: str) -> int:
         for e in parse_message(path.read_text()):
             value = e.value if len(e.value) < 70 else e.value[:40] + "..." + e.value[-12:]
             print(f"  {e.key:<20} {TYPE_NAMES.get(e.type, str(e.type)):<16} {value!r}")
-        print()
-        verdicts.append(verify(path, root / "bundle.pem"))
+        for trust, shown in checks:
+            print()
+            verdicts.append(verify(path, trust, shown))
 
     print("\n--- a tampered copy of step 0's message (IMAGE_DIGEST changed) ---")
     tampered = root / "run" / "0" / "tampered"
     entries = parse_message((root / "run" / "0" / "termination").read_text())
     forged = [type(e)(e.key, "sha256:" + "6" * 64, e.type) if e.key == "IMAGE_DIGEST" else e for e in entries]
     tampered.write_bytes(encode_message(forged))
-    rejected = verify(tampered, root / "bundle.pem") == 1
+    rejected = all(verify(tampered, trust, shown) == 1 for trust, shown in checks)
     print(f"\nstep exit codes: {codes}; verify exit codes: {verdicts}; tampered copy rejected: {rejected}")
     return 0 if all(c == 0 for c in codes + verdicts) and rejected else 1
 
