@@ -28,10 +28,11 @@ import json
 import sys
 from typing import NoReturn, TextIO
 
+from entrypoint._internal.compact import SIGNATURE_KEY
 from entrypoint._internal.gojson import decode_go_bytes
-from entrypoint._internal.satoken import SA_DIR
+from entrypoint._internal.satoken import MATERIAL_KIND, SA_DIR, TOKEN_ENTRY
 from entrypoint._internal.verification.trust import TrustBundleError, check_trust_domain
-from entrypoint.termination import RunResult
+from entrypoint.termination import RunResult, parse_message
 from entrypoint.verify import (
     ApiServer,
     KubeJwks,
@@ -254,14 +255,27 @@ def main(argv: list[str]) -> int:
         service_account=args.service_account,
     )
     if verdict.reason == Reason.TRUST_UNAVAILABLE:
-        # Say what was missing or failed to load, for the kind of trust this message needed.
-        # (the token checks name "Kubernetes trust" when none was given).
-        needs_kube = "Kubernetes trust" in verdict.message
-        detail = kube_error if needs_kube else trust_error
-        if detail:
+        # When the trust this message needs was never obtained, say why (not given, or failed to
+        # load); a failure while using it (a TokenReview that did not get through) says so itself.
+        missing, detail = (
+            (kube is None, kube_error) if _signed_with_token(message) else (trust is None, trust_error)
+        )
+        if missing and detail:
             verdict = dataclasses.replace(verdict, message=detail)
     _print(verdict, as_json=args.json)
     return EXIT_VERIFIED if verdict.verified else EXIT_NOT_VERIFIED
+
+
+def _signed_with_token(message: str) -> bool:
+    """Whether the message carries oidc-sa-token material (in either format)."""
+    try:
+        entries = parse_message(message)
+    except Exception:
+        return False
+    return any(
+        (e.key == TOKEN_ENTRY and e.type == 1) or (e.key == SIGNATURE_KEY and f".{MATERIAL_KIND}:" in e.value)
+        for e in entries
+    )
 
 
 def _api_server(args: argparse.Namespace) -> ApiServer:

@@ -90,6 +90,9 @@ class SaTokenBackend:
         key = ec.generate_private_key(ec.SECP256R1())
         pause = min(_FIRST_PAUSE, self.interval)
         last = "no attempt made"
+        # The API server's own answer (401, 503, ...) says more than a last attempt cut short by the
+        # end of the budget: keep it as the cause when the attempts that follow only time out.
+        answered = ""
         with self._lock:
             while True:
                 remaining = deadline - time.monotonic()
@@ -99,9 +102,13 @@ class SaTokenBackend:
                     return self._attempt(key, min(remaining, _MAX_ATTEMPT_SECONDS))
                 except _Retry as exc:
                     last = str(exc)
+                    if not exc.timed_out:
+                        answered = last
                 # Quick first retries (a rotated token, a blip), then Tekton's interval.
                 time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
                 pause = min(pause * 2, self.interval)
+        if answered and answered != last:
+            last = f"{answered} (then: {last})"
         raise SigningError(f"oidc-sa-token: no token within the signing budget of {total:g}s: {last}")
 
     def _pod(self, caller_token: str) -> Pod:
@@ -164,7 +171,9 @@ class SaTokenBackend:
             with httpx.Client(verify=context, timeout=timeout, trust_env=False) as client:
                 response = client.post(url, json=body, headers={"Authorization": f"Bearer {caller_token}"})
         except httpx.HTTPError as exc:
-            raise _Retry(f"TokenRequest {url}: {type(exc).__name__}: {exc}") from exc
+            retry = _Retry(f"TokenRequest {url}: {type(exc).__name__}: {exc}")
+            retry.timed_out = isinstance(exc, httpx.TimeoutException)
+            raise retry from exc
         if response.status_code not in (200, 201):
             text = f"TokenRequest {url}: HTTP {response.status_code}: {_status_message(response.content)}"
             if response.status_code in _RETRY_STATUS:
@@ -196,6 +205,8 @@ class SaTokenBackend:
 
 class _Retry(SigningError):
     """A failure that another attempt may not meet."""
+
+    timed_out = False  # no answer within the attempt's time (rather than an error status)
 
 
 def _mapping(value: object) -> dict[str, Any]:

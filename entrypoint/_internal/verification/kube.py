@@ -161,6 +161,13 @@ class KubeJwks:
                 Reason.TOKEN_UNTRUSTED,
                 f"SA_TOKEN: signed by key {kid!r}, which is not in the JWKS snapshot of {self.issuer}",
             )
+        # The algorithm the key is published for (its "alg", else its type's default), never one the
+        # token picks for itself: the API server signs with exactly one per key.
+        if alg != key.algorithm_name:
+            raise VerificationFailed(
+                Reason.TOKEN_UNTRUSTED,
+                f"SA_TOKEN: algorithm {alg!r}, but key {kid!r} of {self.issuer} is for {key.algorithm_name}",
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -275,6 +282,15 @@ class KubeTokenReview:
         status = _obj(answer.get("status"))
         if status.get("authenticated") is not True:
             why = status.get("error") or "not authenticated"
+            # TokenReview does not say *why* in a structured way; a token that does not even claim
+            # this key's audience vouches for another key (the same reason as offline).  Either way
+            # the token is rejected: only the reason reported depends on the unverified claim.
+            if audience not in _audiences(token):
+                raise VerificationFailed(
+                    Reason.KEY_MISMATCH,
+                    f"SA_TOKEN: TokenReview: the token vouches for another key (its audience is not "
+                    f"{audience}): {why}",
+                )
             raise VerificationFailed(Reason.TOKEN_UNTRUSTED, f"SA_TOKEN: TokenReview: {why}")
         audiences = status.get("audiences")
         if not isinstance(audiences, list) or audience not in audiences:
@@ -301,6 +317,17 @@ class KubeTokenReview:
             not_before=facts.not_before,
             expires=facts.expires,
         )
+
+
+def _audiences(token: str) -> list[str]:
+    """The audiences a token claims (not verified); none if it is not a JWT."""
+    try:
+        aud = unverified_claims(token).get("aud")
+    except VerificationFailed:
+        return []
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
 def _obj(value: object) -> dict[str, Any]:
