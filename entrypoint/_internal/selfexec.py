@@ -1,20 +1,35 @@
-"""How to start another interpreter of our own (for helper processes).
+"""How to start another interpreter of our own (for helper processes), and where the packaged
+build lives.
 
-In a development install that is ``sys.executable``.  A packaged build may run its interpreter
-through a launcher (for instance one that calls a bundled dynamic loader, so that the bundle runs
-in images without a C library); it then passes itself as ``-X entrypoint_launcher=PATH``, an
-interpreter option that child processes do not inherit.
+In a development install that is ``sys.executable``.  The packaged build (tools/build_binary.py)
+runs its interpreter through a static launcher that calls the bundle's own dynamic loader, so that
+it runs in images without a C library; the launcher passes itself as ``-X
+entrypoint_launcher=PATH``, an interpreter option that child processes do not inherit, and the
+bundle is the directory ``RUNTIME_DIR`` beside it (tools/launcher.c).
 """
 
 from __future__ import annotations
 
 import sys
 
+RUNTIME_DIR = "entrypoint-runtime"  # tools/launcher.c and tools/build_binary.py use the same name
+
+
+def launcher() -> str | None:
+    """The packaged executable this interpreter runs under (its real path), or None."""
+    path = sys._xoptions.get("entrypoint_launcher")
+    return path if isinstance(path, str) and path else None
+
 
 def python_command() -> list[str]:
-    launcher = sys._xoptions.get("entrypoint_launcher")
-    if isinstance(launcher, str) and launcher:
-        return [launcher, "--python"]
+    """The argv prefix that starts a bare interpreter of ours (append its options and code).
+
+    The launcher switches to the bare interpreter only when ``--python`` is its first argument,
+    which Tekton never passes: a Go entrypoint would reject it as an undefined flag.
+    """
+    exe = launcher()
+    if exe is not None:
+        return [exe, "--python"]
     return [sys.executable]
 
 

@@ -7,7 +7,9 @@ very executable into the shared ``/tekton/bin`` volume.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Callable
 
 from entrypoint._internal.goflag import go_quote
@@ -38,6 +40,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def cp(src: str, dst: str) -> str:
+    from entrypoint._internal.selfexec import launcher
+
+    exe = launcher()
+    if exe is not None and _same_file(src, exe):
+        return copy_packaged(exe, dst)
     # Go opens SRC with os.Open, which succeeds on a directory; the failure then comes from read.
     try:
         fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -66,6 +73,96 @@ def cp(src: str, dst: str) -> str:
     finally:
         os.close(fd_in)
     return f"Copied {src} to {dst}"
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def copy_packaged(exe: str, dst: str) -> str:
+    """``cp`` of the packaged executable itself: the launcher is one file, but it runs the bundle
+    directory beside it, so that directory goes beside DST too (spec §0.3: Tekton's init
+    container copies exactly one file, ``init /ko-app/entrypoint /tekton/bin/entrypoint``).
+
+    A copy killed half-way must never be run: the bundle is copied under a temporary name and
+    renamed into place, then the launcher likewise, so a launcher always finds a complete bundle
+    (a restarted init container replaces it the same way).  Modes are the bundle's own
+    (0755/0644, whatever the umask): steps run as other users.
+    """
+    import shutil
+    import tempfile
+
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    if _same_file(dst, exe):
+        return f"Copied {exe} to {dst}"
+    src_runtime = os.path.join(os.path.dirname(exe), RUNTIME_DIR)
+    dst_dir = os.path.dirname(dst) or "."
+    dst_runtime = os.path.join(dst_dir, RUNTIME_DIR)
+    try:
+        # Where Go would fail to open DST (a missing or read-only directory), fail as it does.
+        fd, tmp_exe = tempfile.mkstemp(prefix=".entrypoint.", dir=dst_dir)
+    except OSError as exc:
+        raise SubcommandError(_os_error("open", dst, exc)) from exc
+    os.close(fd)
+    try:
+        if not _same_file(dst_runtime, src_runtime):
+            tmp = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.", dir=dst_dir)
+            try:
+                _copy_tree(src_runtime, tmp)
+                _replace_dir(tmp, dst_runtime)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        shutil.copyfile(exe, tmp_exe)
+        os.chmod(tmp_exe, 0o755)  # noqa: S103 (every step's user runs it)
+        os.rename(tmp_exe, dst)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_exe)
+        if not isinstance(exc, OSError):
+            raise
+        where = exc.filename if isinstance(exc.filename, str) else dst
+        raise SubcommandError(_os_error("copy", where, exc)) from exc
+    return f"Copied {exe} to {dst}"
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    import shutil
+
+    os.chmod(dst, 0o755)  # noqa: S103 (mkdtemp made it 0700; every step's user reads it)
+    for entry in os.scandir(src):
+        target = os.path.join(dst, entry.name)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), target)
+        elif entry.is_dir():
+            os.mkdir(target)
+            _copy_tree(entry.path, target)
+        else:
+            shutil.copyfile(entry.path, target)  # sendfile(2): no copying through Python
+            os.chmod(target, stat.S_IMODE(entry.stat().st_mode))
+
+
+def _replace_dir(new: str, path: str) -> None:
+    """Put directory ``new`` at ``path``.  rename(2) cannot replace a non-empty directory, so an
+    old bundle is first renamed away (nothing runs from /tekton/bin before the init container
+    has finished), then deleted."""
+    import shutil
+    import tempfile
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old.", dir=os.path.dirname(path))
+        os.rename(path, os.path.join(old, "stale"))
+        os.rename(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.rename(new, path)
 
 
 def step_init(layout: Layout, steps: list[str]) -> str:

@@ -440,3 +440,97 @@ def test_init_cp_failure_skips_step_init(tmp_path: Path, layout: Layout) -> None
     with pytest.raises(SubcommandError, match=r"^open .*/nope: no such file or directory$"):
         sub[1]()
     assert not Path(layout.steps_dir).exists()
+
+
+# -- init/cp of the packaged executable (tools/build_binary.py): the bundle goes along ------------------
+
+
+@pytest.fixture
+def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake packaged build: a launcher, its bundle beside it, and the interpreter option the
+    launcher passes (so the running process believes it is that launcher)."""
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    exe = tmp_path / "dist" / "entrypoint"
+    runtime = exe.parent / RUNTIME_DIR
+    (runtime / "lib").mkdir(parents=True)
+    exe.write_bytes(b"launcher")
+    (runtime / "python").write_bytes(b"interpreter")
+    (runtime / "lib" / "libc.so.6").write_bytes(b"libc")
+    (runtime / "python").chmod(0o755)
+    (runtime / "lib" / "libc.so.6").chmod(0o644)
+    monkeypatch.setattr("sys._xoptions", {"entrypoint_launcher": str(exe)})
+    return exe
+
+
+def snapshot(path: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(path)): (mode_of(p), b"" if p.is_dir() else p.read_bytes())
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def test_cp_of_the_packaged_executable_copies_its_bundle(packaged: Path, tmp_path: Path) -> None:
+    dst_dir = tmp_path / "tekton-bin"
+    dst_dir.mkdir()
+    old = os.umask(0o077)  # the bundle's own modes win: steps run as other users
+    try:
+        message = cp(str(packaged), str(dst_dir / "entrypoint"))
+        assert message == f"Copied {packaged} to {dst_dir / 'entrypoint'}"
+    finally:
+        os.umask(old)
+    want = snapshot(packaged.parent)
+    want["entrypoint"] = (0o755, b"launcher")
+    assert snapshot(dst_dir) == want
+
+
+def test_cp_of_the_packaged_executable_replaces_stale_copies(packaged: Path, tmp_path: Path) -> None:
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    dst_dir = tmp_path / "tekton-bin"
+    (dst_dir / RUNTIME_DIR / "lib").mkdir(parents=True)
+    (dst_dir / RUNTIME_DIR / "stale").write_bytes(b"old")
+    (dst_dir / RUNTIME_DIR / "python").write_bytes(b"half")
+    (dst_dir / "entrypoint").write_bytes(b"a much longer old launcher")
+    os.mkdir(dst_dir / "unrelated")
+    cp(str(packaged), str(dst_dir / "entrypoint"))
+    assert (dst_dir / "entrypoint").read_bytes() == b"launcher"  # replaced, not overwritten in place
+    assert snapshot(dst_dir / RUNTIME_DIR) == snapshot(packaged.parent / RUNTIME_DIR)
+    assert sorted(p.name for p in dst_dir.iterdir()) == sorted([RUNTIME_DIR, "entrypoint", "unrelated"])
+
+
+def test_cp_of_the_packaged_executable_onto_itself_or_beside_it(packaged: Path) -> None:
+    before = snapshot(packaged.parent)
+    cp(str(packaged), str(packaged))
+    assert snapshot(packaged.parent) == before
+    cp(str(packaged), str(packaged.parent / "second"))  # same directory: the bundle is shared
+    assert snapshot(packaged.parent) == {**before, "second": (0o755, b"launcher")}
+
+
+def test_cp_of_the_packaged_executable_into_a_missing_directory(packaged: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "nope" / "entrypoint"
+    with pytest.raises(SubcommandError, match=rf"^open {dst}: no such file or directory$"):
+        cp(str(packaged), str(dst))
+
+
+def test_cp_of_another_file_stays_tekton_s_when_packaged(packaged: Path, tmp_path: Path) -> None:
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    src, dst = tmp_path / "entrypoint", tmp_path / "out" / "entrypoint"
+    dst.parent.mkdir()
+    src.write_bytes(b"abc")
+    dst.write_bytes(b"123456")
+    cp(str(src), str(dst))
+    assert dst.read_bytes() == b"abc456"
+    assert not (dst.parent / RUNTIME_DIR).exists()
+
+
+def test_cp_of_the_development_entrypoint_copies_one_file(tmp_path: Path) -> None:
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    src = tmp_path / "src" / "entrypoint"
+    (src.parent / RUNTIME_DIR).mkdir(parents=True)  # ignored: no launcher is running
+    src.write_bytes(b"script")
+    cp(str(src), str(tmp_path / "dst"))
+    assert (tmp_path / "dst").read_bytes() == b"script"
+    assert not (tmp_path / RUNTIME_DIR).exists()

@@ -1,0 +1,84 @@
+"""The built executable (``make binary``): where it is, and a copy installed by its own ``init``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from entrypoint._internal.selfexec import RUNTIME_DIR
+from tests.conftest import ROOT_ENV, TektonRoot
+
+REPO = Path(__file__).resolve().parents[2]
+DIST = REPO / "dist" / "bin"
+
+
+@pytest.fixture(scope="session")
+def built() -> Path:
+    """dist/bin/entrypoint; these tests are about that file, so its absence is a failure."""
+    exe = DIST / "entrypoint"
+    if not (exe.is_file() and (DIST / RUNTIME_DIR / "python._pth").is_file()):
+        pytest.fail(f"{DIST} is missing or incomplete: run `make binary` first")
+    return exe
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A small, fully known environment: whatever the step gets must be exactly this."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", **extra}
+
+
+@dataclass
+class Installed:
+    """The executable as a step sees it: copied to ``<root>/bin/entrypoint`` by ``init``."""
+
+    exe: Path
+    root: TektonRoot
+
+    def run(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        full = {**(base_env() if env is None else env), ROOT_ENV: str(self.root.path)}
+        return subprocess.run(
+            [str(self.exe), *args], env=full, capture_output=True, text=True, timeout=timeout, check=False,
+            cwd=self.root.path,  # relative paths a step writes (exitCode without -step_metadata_dir)
+        )  # fmt: skip
+
+
+def init_copy(exe: Path, dst: Path, root: Path, *steps: str) -> subprocess.CompletedProcess[str]:
+    """What Tekton's init container runs: ``entrypoint init SRC DST STEP...``."""
+    return subprocess.run(
+        [str(exe), "init", str(exe), str(dst), *steps],
+        env=base_env(**{ROOT_ENV: str(root)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def installed(built: Path, root: TektonRoot) -> Installed:
+    (root / "bin").mkdir()
+    exe = root / "bin" / "entrypoint"
+    p = init_copy(built, exe, root.path, "step-a", "step-b")
+    assert p.returncode == 0, p.stderr
+    assert "Entrypoint initialization" in p.stderr
+    return Installed(exe, root)
+
+
+def tree(path: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (mode, size) of everything under ``path``."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(path))] = (st.st_mode & 0o7777, 0 if p.is_dir() else st.st_size)
+    return out
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.fail(f"{what} needs root (mount namespaces, chroot, another uid); run the tests as root")

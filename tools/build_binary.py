@@ -1,0 +1,542 @@
+"""``make binary``: the self-contained executable, ``dist/bin/``.
+
+Layout (copy ``dist/bin/`` anywhere and it keeps working; ``entrypoint init``/``cp`` copy both)::
+
+    dist/bin/entrypoint                   a tiny static launcher (tools/launcher.c)
+    dist/bin/entrypoint-runtime/
+        ld-linux-x86-64.so.2              glibc's dynamic loader, run explicitly by the launcher
+        lib/                              the shared libraries the interpreter and extensions need
+        python, python._pth               Debian's CPython 3.11 and its isolated sys.path
+        stdlib/, site-packages/           byte-code (no sources) of what a plain or signed step
+                                          imports, and packages with compiled extensions or data
+        stdlib.zip, site-packages.zip     the rest of the byte-code, compressed
+        lib-dynload/                      the standard library's extension modules we keep
+        licenses/, MANIFEST               Debian copyright files; what went in, with versions
+
+Why not PyInstaller: a onedir build starts a ``/bin/true`` step in ~60 ms (its bootloader unpacks
+nothing, but imports through its archive reader and sets ``LD_LIBRARY_PATH``/``_PYI_*`` variables
+that leak into the step's child), against ~20 ms for a plain interpreter directory.  Why Debian's
+interpreter: it is built without RPATH and linked only against glibc, zlib and expat, and
+``apt-get download`` fetches it, with the glibc it was built for, reproducibly on any bookworm
+machine.  Wheels are manylinux cp311 binaries (compatible with Debian's 3.11.2), pinned to the
+versions installed in the development environment, so the bundle runs what the tests ran.
+
+Downloads are cached in ``build/binary/`` (``.deb`` files and wheels): a rebuild needs no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build" / "binary"
+DIST = REPO / "dist" / "bin"
+RUNTIME = "entrypoint-runtime"  # tools/launcher.c has the same name
+LOADER = "ld-linux-x86-64.so.2"
+PROJECT = "signed-entrypoint"
+
+# Debian bookworm packages: the interpreter, its standard library, and the C libraries that it,
+# the extension modules we keep and the wheels' extensions link against.  A library that a kept
+# binary needs and none of these provides stops the build (see ``copy_libraries``).
+DEBS = (
+    "libc6",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "zlib1g",
+    "libexpat1",
+    "libssl3",  # _ssl, _hashlib
+    "libffi8",  # _ctypes (selfexec.make_undumpable)
+    "libbz2-1.0",
+    "liblzma5",
+    "libuuid1",
+    "libstdc++6",  # grpcio, protobuf's upb, google-re2
+    "libgcc-s1",  # cryptography's and pendulum's Rust code; glibc's thread cancellation
+)
+
+# Standard library parts no step can reach.  Debian already ships test/, tkinter, idlelib,
+# lib2to3 and distutils in separate packages.
+STDLIB_DROP = {
+    "ensurepip", "venv", "pydoc_data", "sqlite3", "dbm", "curses", "turtledemo", "idlelib",
+    "tkinter", "lib2to3", "distutils", "test", "site-packages", "dist-packages",
+    "turtle.py", "EXTERNALLY-MANAGED", "sitecustomize.py",
+}  # fmt: skip
+# Extension modules that need libraries we do not ship, that only serve CPython's own tests, that
+# decode East Asian legacy encodings (1 MB) which nothing in a step's entrypoint reads, or that
+# only speed up what nothing of ours uses (decimal falls back to _pydecimal; lzma and bz2 serve
+# archives; the three with their libraries take 1 MB).
+DYNLOAD_DROP = re.compile(
+    r"^(_test\w*|_ctypes_test|xx\w*|_xxsubinterpreters|_xxtestfuzz|_curses\w*|_dbm|_gdbm|_sqlite3"
+    r"|readline|nis|ossaudiodev|audioop|_crypt|_tkinter|spwd|_codecs_\w+|_multibytecodec"
+    r"|_decimal|_lzma|_bz2)\."
+)
+# Optional extras that a dependency would pick up silently if they were present (httpx imports
+# zstandard and brotli when installed): nothing of ours uses them.  cffi and pycparser only build
+# C bindings: cryptography's compiled bindings need no more than the _cffi_backend module.
+PACKAGES_DROP = {"zstandard", "brotli", "brotlicffi", "grpc_tools", "h2", "socksio", "bin", "cffi",
+                 "pycparser"}  # fmt: skip
+# Packages whose data files are read through importlib.resources or pkgutil, which read zips too.
+ZIP_SAFE_DATA = {"tzdata", "lark"}
+
+
+def log(message: str) -> None:
+    print(f"build_binary: {message}", flush=True)
+
+
+def run(cmd: Sequence[str | Path], cwd: Path | None = None, quiet: bool = False) -> str:
+    """Run a build command; its output is shown only when it fails (or when not quiet)."""
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"build_binary: failed ({proc.returncode}): {' '.join(map(str, cmd))}")
+    if not quiet and proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+    return proc.stdout
+
+
+# -- Debian packages ------------------------------------------------------------------------------
+
+
+def fetch_debs() -> list[Path]:
+    """The .deb files of DEBS, downloaded once into build/binary/debs/ (apt-get download needs
+    no root, only package lists; a fresh machine may have none, so update them only then)."""
+    cache = BUILD / "debs"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def cached(pkg: str) -> list[Path]:
+        return sorted(cache.glob(f"{pkg}_*.deb"))
+
+    missing = [p for p in DEBS if not cached(p)]
+    if missing:
+        if shutil.which("apt-get") is None:
+            raise SystemExit("build_binary: apt-get is needed (the runtime is Debian bookworm's)")
+        log(f"apt-get download {' '.join(missing)}")
+        proc = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            if os.geteuid() != 0:
+                sys.stderr.write(proc.stderr)
+                raise SystemExit("build_binary: apt-get download failed; run `apt-get update` as root")
+            log("apt-get download failed; apt-get update, then again")
+            run(["apt-get", "update"], quiet=True)
+            run(["apt-get", "download", *missing], cwd=cache, quiet=True)
+    debs = []
+    for pkg in DEBS:
+        found = cached(pkg)
+        if len(found) != 1:
+            raise SystemExit(f"build_binary: expected one {pkg}_*.deb in {cache}, found {found}")
+        debs.append(found[0])
+    return debs
+
+
+def extract_debs(debs: Sequence[Path]) -> Path:
+    root = BUILD / "debroot"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for deb in debs:
+        run(["dpkg-deb", "-x", deb, root])
+    return root
+
+
+# -- ELF dependencies -----------------------------------------------------------------------------
+
+
+def elf_needed(path: Path) -> list[str] | None:
+    """DT_NEEDED entries of a 64-bit little-endian ELF file, or None if it is not one."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    phoff = struct.unpack_from("<Q", data, 0x20)[0]
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    loads: list[tuple[int, int, int]] = []  # vaddr, offset, filesz
+    dynamic: tuple[int, int] | None = None
+    for i in range(phnum):
+        p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 1:
+            loads.append((p_vaddr, p_offset, p_filesz))
+        elif p_type == 2:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        return []
+    needed: list[int] = []
+    strtab = None
+    for off in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, val = struct.unpack_from("<qQ", data, off)
+        if tag == 0:
+            break
+        if tag == 1:
+            needed.append(val)
+        elif tag == 5:
+            strtab = val
+    if strtab is None:
+        return []
+    base = next(off + strtab - va for va, off, size in loads if va <= strtab < va + size)
+    return [data[base + n : data.index(b"\0", base + n)].decode() for n in needed]
+
+
+def copy_libraries(debroot: Path, binaries: Iterable[Path], libdir: Path) -> list[str]:
+    """Copy into ``libdir`` every shared library the binaries need, transitively."""
+    search = [debroot / "lib/x86_64-linux-gnu", debroot / "usr/lib/x86_64-linux-gnu"]
+    libdir.mkdir(parents=True, exist_ok=True)
+    todo = [name for b in binaries for name in (elf_needed(b) or [])]
+    done: set[str] = {LOADER}
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        src = next((d / name for d in search if (d / name).exists()), None)
+        if src is None:
+            raise SystemExit(f"build_binary: no package in DEBS provides {name}; add it there")
+        shutil.copyfile(src, libdir / name)  # follows the soname symlink
+        todo.extend(elf_needed(src) or [])
+    return sorted(done - {LOADER})
+
+
+# -- Python packages ------------------------------------------------------------------------------
+
+
+def constraints() -> Path:
+    """Pin every dependency to the version in this (the development) environment."""
+    pins = sorted(
+        f"{d.metadata['Name']}=={d.version}"
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"] and d.metadata["Name"].lower() not in (PROJECT, "pip", "setuptools")
+    )
+    path = BUILD / "constraints.txt"
+    path.write_text("\n".join(pins) + "\n")
+    return path
+
+
+def manylinux_flags() -> list[str]:
+    """Wheels for Debian bookworm's glibc 2.36 and CPython 3.11, whatever machine builds this."""
+    flags = [f"--platform=manylinux_2_{minor}_x86_64" for minor in range(17, 37)]
+    flags += ["--platform=manylinux2014_x86_64", "--python-version=3.11", "--implementation=cp"]
+    return [*flags, "--abi=cp311", "--abi=abi3", "--abi=none"]
+
+
+def install_packages(python: str) -> Path:
+    """Runtime dependencies (as cached wheels) and the project itself into build/binary/site."""
+    wheels, own = BUILD / "wheels", BUILD / "own-wheel"
+    shutil.rmtree(own, ignore_errors=True)
+    run([python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", own, REPO], quiet=True)
+    site = BUILD / "site"
+    shutil.rmtree(site, ignore_errors=True)
+    pins = constraints()
+    base: list[str | Path] = [
+        python, "-m", "pip", "install", "--quiet", "--target", site, "--only-binary=:all:", "--no-compile",
+        "-c", pins, *manylinux_flags(), "--find-links", own, "--find-links", wheels, PROJECT,
+    ]  # fmt: skip
+    offline = subprocess.run([*map(str, base), "--no-index"], capture_output=True, check=False)
+    if offline.returncode != 0:
+        log("downloading wheels into build/binary/wheels")
+        run([python, "-m", "pip", "download", "--quiet", "-d", wheels, "--only-binary=:all:",
+             "-c", pins, *manylinux_flags(), "--find-links", own, PROJECT], quiet=True)  # fmt: skip
+        shutil.rmtree(site, ignore_errors=True)
+        run([*base, "--no-index"], quiet=True)
+    for name in PACKAGES_DROP:
+        shutil.rmtree(site / name, ignore_errors=True)
+        for info in site.glob(f"{name}-*.dist-info"):
+            shutil.rmtree(info)
+    # Test doubles (the Workload API and Kubernetes API servers) are for tests, not for steps.
+    shutil.rmtree(site / "entrypoint" / "testing")
+    for path in sorted(site.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in ("__pycache__", "tests", "test"):
+            shutil.rmtree(path)
+        elif path.suffix in (".pyi", ".h", ".c", ".cc", ".pyx", ".pxd", ".pxi") or path.name == "py.typed":
+            path.unlink()
+    return site
+
+
+# -- Assembly -------------------------------------------------------------------------------------
+
+
+def copy_stdlib(debroot: Path, out: Path) -> Path:
+    src = debroot / "usr/lib/python3.11"
+    stdlib = out / "stdlib"
+    dropped = {*STDLIB_DROP, "lib-dynload"}
+    shutil.copytree(src, stdlib, symlinks=True, ignore=lambda _, names: [n for n in names if n in dropped])
+    dynload = out / "lib-dynload"
+    dynload.mkdir()
+    for ext in sorted((src / "lib-dynload").iterdir()):
+        if not DYNLOAD_DROP.match(ext.name):
+            shutil.copyfile(ext, dynload / ext.name)
+    for link in [p for p in stdlib.rglob("*") if p.is_symlink()]:
+        link.unlink()  # Debian points a few at /etc (sitecustomize): nothing of ours
+    return stdlib
+
+
+def strip(paths: Iterable[Path]) -> None:
+    """Drop symbol tables some wheels ship (~5 MB); optional, as binutils may be missing."""
+    tool = shutil.which("strip")
+    if tool is None:
+        log("no `strip`: shared objects keep their symbols")
+        return
+    for path in paths:
+        run([tool, "--strip-unneeded", path])
+
+
+def interpreter(runtime: Path) -> list[str]:
+    return [str(runtime / LOADER), "--library-path", str(runtime / "lib"), "--inhibit-cache",
+            str(runtime / "python")]  # fmt: skip
+
+
+def compile_pyc(runtime: Path, dirs: Sequence[Path]) -> None:
+    """Byte-code for everything, in advance and without sources: a read-only root cannot cache
+    it, a step would otherwise compile its imports at every start, and sources would add 17 MB.
+    Unchecked hash-based .pyc files do not depend on modification times, which a copy (Tekton's
+    init container) does not keep; the legacy layout (``mod.pyc`` beside ``mod.py``) is the one
+    CPython imports without a source."""
+    # Paths in tracebacks name the bundle, not this build's staging directory.
+    run([*interpreter(runtime), "-m", "compileall", "-q", "-b", "-j", "0", "--invalidation-mode",
+         "unchecked-hash", "-s", str(runtime), "-p", RUNTIME, *map(str, dirs)], quiet=True)  # fmt: skip
+
+
+def zip_tree(tree: Path, archive: Path) -> None:
+    """A tree of byte-code and data files as one compressed zip (sources left out), with fixed
+    timestamps so that the same inputs give the same bytes."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.suffix == ".py" and path.with_suffix(".pyc").exists():
+                continue
+            name = path.relative_to(tree).as_posix()
+            # Directory entries too: zipimport recognises a namespace package portion by them.
+            info = zipfile.ZipInfo(name + "/" if path.is_dir() else name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o40755 if path.is_dir() else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, b"" if path.is_dir() else path.read_bytes())
+    shutil.rmtree(tree)
+
+
+def top_name(entry: Path) -> str:
+    return entry.name if entry.is_dir() else entry.name.split(".", 1)[0]
+
+
+def needs_directory(entry: Path) -> bool:
+    """Whether a top-level module or package must stay in a directory: zipimport cannot load
+    compiled extensions, and packages that open their data files by path (certifi's CA file, the
+    CEL grammar) cannot read them from a zip."""
+    if not entry.is_dir():
+        return entry.suffix == ".so"
+    if entry.name in ZIP_SAFE_DATA:
+        return any(entry.rglob("*.so"))
+    return any(p.is_file() and p.suffix not in (".py", ".pyc") for p in entry.rglob("*"))
+
+
+def is_namespace(entry: Path) -> bool:
+    return entry.is_dir() and not any((entry / f"__init__.{ext}").exists() for ext in ("py", "pyc"))
+
+
+def split_hot_cold(runtime: Path, hot: set[str]) -> list[str]:
+    """Keep what a step imports (and what cannot be zipped) as files; zip the rest.
+
+    A zip on sys.path costs nothing until an import misses every directory before it; then
+    zipimport reads its whole directory (~3 ms per thousand entries, in Python).  Directories of
+    .pyc files cost one stat per import but take 2-3 times the space of a compressed zip.  So the
+    modules a plain or signed step imports stay files, and the ~70% of the byte-code that only
+    CEL, gRPC, httpx and the helpers use is compressed."""
+    path = ["stdlib", "lib-dynload", "site-packages"]
+    for name in ("stdlib", "site-packages"):
+        tree = runtime / name
+        cold = runtime / f"{name}.cold"
+        todo = [(entry, top_name(entry)) for entry in sorted(tree.iterdir())]
+        while todo:
+            entry, top = todo.pop()
+            if entry.name.endswith(".dist-info"):
+                cold_entry = True
+            elif is_namespace(entry) and needs_directory(entry):
+                # A namespace package (google) may be split: its portions are found on every
+                # path entry, so google/_upb stays a directory while google/protobuf is zipped.
+                todo += [(child, top) for child in sorted(entry.iterdir())]
+                continue
+            else:
+                cold_entry = top not in hot and not needs_directory(entry)
+            if cold_entry:
+                target = cold / entry.relative_to(tree)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                entry.rename(target)
+        zip_tree(cold, runtime / f"{name}.zip")
+        path.append(f"{name}.zip")
+        for source in tree.rglob("*.py"):
+            if source.with_suffix(".pyc").exists():
+                source.unlink()
+    return path
+
+
+def assemble(stage: Path, debroot: Path, site: Path) -> list[str]:
+    runtime = stage / RUNTIME
+    runtime.mkdir(parents=True)
+    shutil.copyfile(debroot / "usr/bin/python3.11", runtime / "python")
+    shutil.copyfile(debroot / "lib/x86_64-linux-gnu" / LOADER, runtime / LOADER)
+    (runtime / "python").chmod(0o755)
+    (runtime / LOADER).chmod(0o755)
+    stdlib = copy_stdlib(debroot, runtime)
+    packages = runtime / "site-packages"
+    shutil.copytree(site, packages)
+    extensions = sorted(runtime.rglob("*.so"))
+    strip(p for p in extensions if "lib-dynload" not in p.parts)
+    libs = copy_libraries(debroot, [runtime / "python", *extensions], runtime / "lib")
+    compile_pyc(runtime, [stdlib, packages])
+    # Until split_hot_cold, the sources stay and everything is a directory.
+    (runtime / "python._pth").write_text("stdlib\nlib-dynload\nsite-packages\n")
+    licenses = runtime / "licenses"
+    licenses.mkdir()
+    for copyright_file in sorted(debroot.glob("usr/share/doc/*/copyright")):
+        shutil.copyfile(copyright_file, licenses / copyright_file.parent.name)
+    return libs
+
+
+# -- Which modules a step imports -----------------------------------------------------------------
+
+RUN_CODE = "import sys; del sys.argv[0]; from entrypoint.cli import run; run()"  # as in launcher.c
+
+
+def imported_modules(launcher: Path, args: Sequence[str], root: Path) -> set[str]:
+    """Top-level names of the modules the entrypoint process imports for a step."""
+    proc = subprocess.run(
+        [str(launcher), "--python", "-X", "importtime", "-I", "-c", RUN_CODE, "entrypoint", *args],
+        env={**os.environ, "SIGNED_ENTRYPOINT_ROOT": str(root)}, capture_output=True, text=True,
+        check=False, timeout=120,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"build_binary: a probe step failed ({proc.returncode}): {args}")
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "imported package" not in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def probe_steps(launcher: Path) -> set[str]:
+    """Run a plain step and a SPIRE-signed one (the test Workload API server of this repository
+    standing in for the agent) with the staged bundle, and see what they import."""
+    with tempfile.TemporaryDirectory(prefix="probe", dir="/tmp") as tmp:
+        root = Path(tmp)
+        (root / "results").mkdir()
+        (root / "results" / "r").write_text("v")
+        common = ["-post_file", f"{tmp}/out", "-termination_path", f"{tmp}/termination", "-step_metadata_dir",
+                  f"{tmp}/status", "-results", "r", "-entrypoint", "/bin/true", "--"]  # fmt: skip
+        hot = imported_modules(launcher, common, root)
+        sock = root / "agent.sock"
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "entrypoint.testing.workload_api", "--socket", str(sock),
+             "--spiffe-id", "spiffe://example.org/ns/probe/taskrun/probe"],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
+        try:
+            assert agent.stdout is not None
+            if not agent.stdout.readline().startswith("ready"):
+                raise SystemExit("build_binary: the test Workload API server did not start")
+            signed = ["-enable_spire", "-spire_socket_path", f"unix://{sock}", *common]
+            hot |= imported_modules(launcher, signed, root)
+            if "RESULT_MANIFEST" not in (root / "termination").read_text():
+                raise SystemExit("build_binary: the signed probe step wrote no signature")
+        finally:
+            agent.terminate()
+            agent.wait(10)
+    return hot
+
+
+def apt_install(packages: Sequence[str]) -> None:
+    """Install build tools on a fresh Debian machine (as root; package lists only if needed)."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit(f"build_binary: install {' '.join(packages)} (apt-get install, as root)")
+    log(f"apt-get install {' '.join(packages)}")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+    if subprocess.run(cmd, capture_output=True, check=False).returncode != 0:
+        run(["apt-get", "update"], quiet=True)
+        run(cmd, quiet=True)
+
+
+def compile_launcher(out: Path) -> None:
+    # Static, so that it runs in images without a C library; glibc's static libc is fine for a
+    # program that only calls readlink and execv (no NSS, no locale).
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not Path("/usr/lib/x86_64-linux-gnu/libc.a").exists():
+        apt_install(["gcc", "libc6-dev"])
+        cc = os.environ.get("CC") or shutil.which("cc") or "gcc"
+    run([cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror", "-o", out, REPO / "tools" / "launcher.c"])
+
+
+def normalise_modes(tree: Path) -> None:
+    """Steps run as any user: everything readable, the three programs and directories executable."""
+    programs = {tree / "entrypoint", tree / RUNTIME / LOADER, tree / RUNTIME / "python"}
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() or path in programs else 0o644)
+
+
+def manifest(runtime: Path, debs: Sequence[Path], libs: Sequence[str], site: Path) -> None:
+    lines = ["# Debian bookworm packages"]
+    lines += [deb.name for deb in debs]
+    lines += ["", "# Python distributions"]
+    lines += sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
+    lines += ["", "# Shared libraries in lib/", *libs]
+    (runtime / "MANIFEST").write_text("\n".join(lines) + "\n")
+
+
+def tree_size(tree: Path) -> tuple[int, int]:
+    files = [p for p in tree.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def smoke_test(launcher: Path) -> None:
+    """The bundle imports what a step may need, from its own files only."""
+    code = ("import entrypoint.cli, entrypoint._internal.signing.forked, cryptography.x509, "
+            "grpc, spiffe, httpx, jwt, celpy, ssl, ctypes, decimal; print('ok')")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run([launcher, "--python", "-I", "-S", "-c", code], cwd=Path(tmp))
+    if out.strip() != "ok":
+        raise SystemExit(f"build_binary: the bundle's smoke test printed {out!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--out", type=Path, default=DIST, help="output directory (default: dist/bin)")
+    ns = parser.parse_args(argv)
+    start = time.monotonic()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    debs = fetch_debs()
+    debroot = extract_debs(debs)
+    site = install_packages(sys.executable)
+    out: Path = ns.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".bin-", dir=out.parent))
+    try:
+        libs = assemble(stage, debroot, site)
+        runtime = stage / RUNTIME
+        compile_launcher(stage / "entrypoint")
+        path = split_hot_cold(runtime, probe_steps(stage / "entrypoint"))
+        # With python._pth next to the interpreter, CPython ignores PYTHONHOME, PYTHONPATH and
+        # the rest of the environment, imports no site module and uses exactly these paths.
+        (runtime / "python._pth").write_text("\n".join(path) + "\n")
+        manifest(runtime, debs, libs, site)
+        normalise_modes(stage)
+        smoke_test(stage / "entrypoint")
+        if out.exists():
+            shutil.rmtree(out)
+        stage.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    size, count = tree_size(out)
+    log(f"{out}: {size / 1e6:.1f} MB in {count} files ({time.monotonic() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
