@@ -18,8 +18,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check entrypoint tests tools
 	$(BIN)/mypy --strict entrypoint tests tools
 
-test: lint
+# The container tests need the executable and the images (and install podman if missing).
+# The integration suite runs twice: against the development install and against the executable.
+test: lint image
 	$(BIN)/pytest -q -ra
+	ENTRYPOINT_BIN=$(CURDIR)/dist/bin/entrypoint $(BIN)/pytest -q -ra tests/integration
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -29,7 +32,7 @@ BACKEND ?= spire
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --backend $(BACKEND)
 
-bench: $(STAMP)
+bench: $(STAMP) image
 	$(BIN)/python tools/bench.py
 
 # The self-contained executable (dist/bin/); see tools/build_binary.py.

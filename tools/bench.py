@@ -454,6 +454,26 @@ def bench_sa_token(runs: int, cmds: dict[str, list[str]]) -> None:
               f"   most: {most:2d}, with tknz: {most_z:2d}")  # fmt: skip
 
 
+def bench_binary(runs: int, cmds: dict[str, list[str]]) -> None:
+    """The built executable (tools/bench_packaging.py): size, /bin/true step, signing, init copy."""
+    del cmds
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_packaging
+
+    print("\n(g) the packaged executable (make binary)")
+    if bench_packaging.main(["--runs", str(runs)]) != 0:
+        print("  no dist/bin/entrypoint: run `make binary`")
+
+
+def bench_entrypoint_image(runs: int, cmds: dict[str, list[str]]) -> None:
+    """The entrypoint image (tools/bench_image.py): its size and the init container's copy."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_image import bench_image
+
+    print("\n(h) the entrypoint image (make image)")
+    bench_image(runs, cmds)
+
+
 SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "true-step": bench_true_step,
     "chain": bench_chain,
@@ -461,6 +481,8 @@ SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "verify": bench_verify,
     "capacity": bench_capacity,
     "sa-token": bench_sa_token,
+    "binary": bench_binary,
+    "image": bench_entrypoint_image,
 }
 
 
