@@ -139,8 +139,10 @@ def _main(args: list[str]) -> int:
     try:
         backend, wire_format = options.signing_choice(opts, os.environ)
     except options.ConfigError as exc:
-        log(str(exc))
-        return 1
+        from entrypoint._internal.signing import failing_signer
+
+        backend, wire_format = "", "tekton"
+        signer = failing_signer(str(exc))
     if backend:
         from entrypoint._internal.signing import background_signer
 

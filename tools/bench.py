@@ -385,9 +385,24 @@ def bench_capacity(runs: int, cmds: dict[str, list[str]]) -> None:
         print(f"  {variant:<38} {n:4d}   {('target ' + targets[variant]) if variant in targets else ''}")
 
 
-def sa_token_budget() -> list[tuple[str, str, int, int, int, int, int]]:
-    """Per token algorithm and format: the bytes of the message with the issue's budget of
-    image-digest results (5 tekton, 20 compact), and the most that fit, plain and with tknz:."""
+# (issuer, namespace, pod, service account, node): the token carries all of them.
+SA_TOKEN_CLUSTERS = {
+    "typical names": (
+        "https://kubernetes.default.svc.cluster.local",
+        "my-namespace", "build-image-run-x7k2p-pod", "pipeline", "node-1",
+    ),
+    "long names": (
+        "https://container.googleapis.com/v1/projects/acme-platform-builds-prod/locations/europe-west4/clusters/build-cluster-01",
+        "team-platform-build-production", "release-candidate-build-and-publish-multiarch-images-run-x7k2p",
+        "tekton-pipelines-build-bot", "gke-build-cluster-01-default-pool-1a2b3c4d-x7k2",
+    ),
+}  # fmt: skip
+
+
+def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
+    """Per cluster naming, token algorithm and format: the bytes of the message with the issue's
+    budget of image-digest results (5 tekton, 20 compact), and the most that fit, plain and with
+    tknz:."""
     import datetime as dt
     import hashlib
 
@@ -408,49 +423,43 @@ def sa_token_budget() -> list[tuple[str, str, int, int, int, int, int]]:
                 for i in range(n)]  # fmt: skip
 
     rows = []
-    for alg in ("RS256", "ES256"):
-        # A real cluster's issuer URL and names of realistic length: the token's size depends on them.
-        server = KubeAPIServer(alg=alg, issuer="https://kubernetes.default.svc.cluster.local")
-        server.add_pod(
-            "my-namespace", "build-image-run-x7k2p-pod", "0d8b260e-5b1c-4b8e-9a55-6f1f0b1c2d3e", "pipeline"
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        token = server.issue_token(
-            "my-namespace",
-            "pipeline",
-            "build-image-run-x7k2p-pod",
-            audiences=[key_audience(spki)],
-            expires_in=600,
-        )
-        ident = Identity(key, (), "bench", token=token, token_expires=dt.datetime.now(dt.UTC))
+    for cluster, (issuer, namespace, pod, sa, node) in SA_TOKEN_CLUSTERS.items():
+        for alg in ("RS256", "ES256"):
+            server = KubeAPIServer(alg=alg, issuer=issuer)
+            server.add_pod(namespace, pod, "0d8b260e-5b1c-4b8e-9a55-6f1f0b1c2d3e", sa, node)
+            key = ec.generate_private_key(ec.SECP256R1())
+            spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            token = server.issue_token(namespace, sa, pod, audiences=[key_audience(spki)], expires_in=600)
+            ident = Identity(key, (), "bench", token=token, token_expires=dt.datetime.now(dt.UTC))
 
-        def message(fmt: str, n: int, compressed: bool, ident: Identity = ident) -> int:
-            entries = results(n)
-            if fmt == "tekton":
-                msg = [*entries, *TektonFormat().sign(entries, ident), started]
-            else:
-                msg = CompactFormat("2").seal_options([*entries, started], ident, frozenset())[0]
-            return len(encode_message(msg, compressed))
+            def message(fmt: str, n: int, compressed: bool, ident: Identity = ident) -> int:
+                entries = results(n)
+                if fmt == "tekton":
+                    msg = [*entries, *TektonFormat().sign(entries, ident), started]
+                else:
+                    msg = CompactFormat("2").seal_options([*entries, started], ident, frozenset())[0]
+                return len(encode_message(msg, compressed))
 
-        for fmt, budget in (("tekton", 5), ("compact", 20)):
-            most = {}
-            for compressed in (False, True):
-                n = 0
-                while message(fmt, n + 1, compressed) <= MAX_MESSAGE_BYTES:
-                    n += 1
-                most[compressed] = n
-            rows.append((alg, fmt, len(token), budget, message(fmt, budget, False), most[False], most[True]))
+            for fmt, budget in (("tekton", 5), ("compact", 20)):
+                most = {}
+                for compressed in (False, True):
+                    n = 0
+                    while message(fmt, n + 1, compressed) <= MAX_MESSAGE_BYTES:
+                        n += 1
+                    most[compressed] = n
+                size = message(fmt, budget, False)
+                rows.append((cluster, alg, fmt, len(token), budget, size, most[False], most[True]))
     return rows
 
 
 def bench_sa_token(runs: int, cmds: dict[str, list[str]]) -> None:
     del runs, cmds
     print("\n(f) oidc-sa-token budget: termination message bytes (limit 4096) with the issue's budget of")
-    print("    image-digest results, and the most that fit; token of a realistic bound SA token")
-    for alg, fmt, token, budget, size, most, most_z in sa_token_budget():
+    print("    image-digest results (5 tekton, 20 compact), and the most that fit; bound SA tokens of")
+    print("    two clusters: typical names, and long ones (GKE-style issuer URL, 63-character pod name)")
+    for cluster, alg, fmt, token, budget, size, most, most_z in sa_token_budget():
         ok = "ok" if size <= 4096 else "OVER"
-        print(f"  {alg} token {token:4d} B  {fmt:<8} {budget:2d} results: {size:4d} B ({ok})"
+        print(f"  {cluster:<14} {alg} token {token:4d} B  {fmt:<8} {budget:2d} results: {size:4d} B ({ok:>4})"
               f"   most: {most:2d}, with tknz: {most_z:2d}")  # fmt: skip
 
 

@@ -34,7 +34,7 @@ class SignatureValue:
     signature: bytes
     material_kind: str
     # x509: the DER chain; x509-ref: the chain's SHA-256; k8s-sat: the ASCII text
-    # ``<base64url SPKI DER>:<JWT>`` (a JWT is base64url already: no second encoding).
+    # ``<base64url P-256 point>:<JWT>`` (a JWT is base64url already: no second encoding).
     material: bytes
 
     def encode(self) -> str:
@@ -49,9 +49,9 @@ class SignatureValue:
         return self.material if self.material_kind == "x509-ref" else hashlib.sha256(self.material).digest()
 
     def token_material(self) -> tuple[bytes, str]:
-        """A k8s-sat material's public key (SPKI DER) and token."""
-        spki, _, token = self.material.decode("ascii").partition(":")
-        return unb64url(spki, "k8s-sat public key"), token
+        """A k8s-sat material's public key (the uncompressed P-256 point) and token."""
+        point, _, token = self.material.decode("ascii").partition(":")
+        return unb64url(point, "k8s-sat public key"), token
 
     @classmethod
     def decode(cls, value: str) -> SignatureValue:
@@ -85,11 +85,13 @@ class SignatureValue:
 
 
 def _token_material(data: str) -> bytes:
-    spki, sep, token = data.partition(":")
-    unb64url(spki, "k8s-sat public key")
+    point, sep, token = data.partition(":")
+    raw = unb64url(point, "k8s-sat public key")
+    if len(raw) != 65 or raw[0] != 4:
+        raise CompactFormatError("SIGNATURE: a k8s-sat public key is an uncompressed P-256 point (65 bytes)")
     parts = token.split(".")
     if not sep or len(parts) != 3 or not all(p and set(p) <= _B64URL for p in parts):
-        raise CompactFormatError("SIGNATURE: a k8s-sat material is <base64url public key>:<JWT>")
+        raise CompactFormatError("SIGNATURE: a k8s-sat material is <base64url P-256 point>:<JWT>")
     return data.encode("ascii")
 
 

@@ -158,13 +158,18 @@ class ConfigError(ValueError):
 
 
 def signing_choice(opts: Options, environ: dict[str, str] | os._Environ[str]) -> tuple[str, str]:
-    """The signing backend and wire format: the flags, else the environment, else Tekton's
-    ``-enable_spire``; the format defaults to Tekton's."""
-    backend = opts.signing_backend or environ.get(ENV_SIGNING_BACKEND, "")
-    if backend and backend not in SIGNING_BACKENDS:
-        raise ConfigError(f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(SIGNING_BACKENDS)}")
+    """The signing backend and wire format.  Flags first: ours, then Tekton's ``-enable_spire``
+    (the controller's, which a Task's own ``env`` must not be able to override); the environment
+    only when no flag chose.  The format defaults to Tekton's."""
+    backend = opts.signing_backend
     if not backend and opts.enable_spire and opts.spire_socket_path:
         backend = "spire"
+    if not backend:
+        backend = environ.get(ENV_SIGNING_BACKEND, "")
+        if backend and backend not in SIGNING_BACKENDS:
+            raise ConfigError(
+                f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(SIGNING_BACKENDS)}"
+            )
     wire = opts.signature_format or environ.get(ENV_SIGNATURE_FORMAT, "") or "tekton"
     if wire not in SIGNATURE_FORMATS:
         raise ConfigError(f"{ENV_SIGNATURE_FORMAT}={wire!r}: must be one of {', '.join(SIGNATURE_FORMATS)}")

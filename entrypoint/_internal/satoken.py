@@ -54,3 +54,16 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, str | float]:
 
 def key_audience(spki_der: bytes) -> str:
     return AUDIENCE_PREFIX + hashlib.sha256(spki_der).hexdigest()
+
+
+# The DER SubjectPublicKeyInfo of a P-256 key is this fixed header (id-ecPublicKey, prime256v1,
+# a 66-byte BIT STRING) followed by the 65-byte uncompressed point: the compact format carries
+# only the point (35 bytes fewer in base64url), the audience still names the SPKI's digest.
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+P256_POINT_BYTES = 65
+
+
+def spki_from_p256_point(point: bytes) -> bytes:
+    if len(point) != P256_POINT_BYTES or point[0] != 4:
+        raise ValueError(f"not an uncompressed P-256 point ({len(point)} bytes)")
+    return P256_SPKI_PREFIX + point

@@ -37,6 +37,15 @@ RESULTS = [RunResult("a", "1", 1), RunResult("b", '["x","y"]', 1), RunResult("St
 NOW = int(time.time())
 
 
+def point(key: Any) -> bytes:
+    """What the compact format carries of a key: its uncompressed P-256 point."""
+    return bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    )
+
+
 def spki(key: Any) -> bytes:
     return key.public_key().public_bytes(  # type: ignore[no-any-return]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -337,8 +346,8 @@ def replace_material(
             e = RunResult(e.key, token, e.type)
         elif e.key == "SIGNATURE":
             v = SignatureValue.decode(e.value)
-            old_spki, old_token = v.token_material()
-            material = f"{b64url(spki(key) if key is not None else old_spki)}:{token or old_token}".encode()
+            old_point, old_token = v.token_material()
+            material = f"{b64url(point(key) if key is not None else old_point)}:{token or old_token}".encode()
             e = RunResult(e.key, SignatureValue(v.step, v.signed_at, v.alg, v.signature, v.material_kind,
                                                 material).encode(), e.type)  # fmt: skip
         out.append(e)
@@ -374,14 +383,23 @@ def test_token_signature_entry_is_required(issuer: Issuer) -> None:
     assert check(message, issuer.jwks()).reason == "SignatureMissing"
 
 
-def test_compact_material_that_does_not_parse(issuer: Issuer) -> None:
+@pytest.mark.parametrize(
+    ("point", "reason"),
+    [
+        # Not a 65-byte uncompressed point: the value's syntax is wrong.
+        (b"AAAA", "MessageInvalid"),
+        # The right shape, but not a point on P-256: the key itself does not parse.
+        (b64url(b"\x04" + b"\x01" * 64).encode(), "TokenInvalid"),
+    ],
+)
+def test_compact_material_that_does_not_parse(issuer: Issuer, point: bytes, reason: str) -> None:
     key = new_key()
     message = sign("compact", key, issuer.token(key))
     v = SignatureValue.decode(next(e.value for e in message if e.key == "SIGNATURE"))
     garbled = SignatureValue(v.step, v.signed_at, v.alg, v.signature, v.material_kind,
-                             b"AAAA:" + v.material.partition(b":")[2])  # fmt: skip
+                             point + b":" + v.material.partition(b":")[2])  # fmt: skip
     broken = [RunResult(e.key, garbled.encode(), e.type) if e.key == "SIGNATURE" else e for e in message]
-    assert check(broken, issuer.jwks()).reason == "TokenInvalid"
+    assert check(broken, issuer.jwks()).reason == reason
 
 
 # -- the JWKS snapshot --------------------------------------------------------------------------------

@@ -36,6 +36,18 @@ def is_reserved(name: str) -> bool:
     return name in RESERVED_NAMES or name.endswith(RESERVED_SUFFIXES)
 
 
+def failing_signer(reason: str, budget: float = 20.0) -> BackgroundSigner:
+    """A signer for a step whose signing is misconfigured: the step still runs, its post file and
+    exitCode are written, and then its signing fails with ``reason`` (a later step waiting for the
+    post file must not hang until the TaskRun times out)."""
+    from entrypoint._internal.signing.background import BackgroundSigner
+
+    def setup() -> tuple[ForkedBackend, TektonFormat | CompactFormat]:
+        raise SigningError(reason)
+
+    return BackgroundSigner(setup, budget, "misconfigured")
+
+
 def background_signer(
     backend: str,
     wire_format: str = "tekton",

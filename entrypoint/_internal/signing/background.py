@@ -43,8 +43,6 @@ if TYPE_CHECKING:
         ) -> list[list[RunResult]]: ...
 
 
-# An identity this close to expiry is fetched again before signing (SVIDs live about an hour).
-EXPIRY_MARGIN = 30.0
 # A step that outlived the budget gets one more attempt this long, in case the agent recovered.
 LATE_ATTEMPT = 2.0
 
@@ -123,14 +121,19 @@ class BackgroundSigner:
         if backend is None:
             raise error or SigningError("preparing to sign did not finish within the signing budget")
         if ident is not None:
-            return ident if not ident.expires_within(EXPIRY_MARGIN) else backend.fetch()
+            if ident.expires_within(ident.refresh_within):
+                # Kept: a compact step seals up to three writes and must not fetch for each.
+                ident = self._identity = backend.fetch()
+            return ident
         remaining = self.budget - self._elapsed()
-        if remaining > 0:
-            return backend.fetch(budget=remaining)
         try:
-            return backend.fetch(budget=LATE_ATTEMPT)
+            ident = backend.fetch(budget=remaining if remaining > 0 else LATE_ATTEMPT)
         except SigningError:
+            if remaining > 0:
+                raise
             raise (error or SigningError("no identity")) from None
+        self._identity = ident
+        return ident
 
     def sign(self, ctx: Context, entries: list[RunResult]) -> list[RunResult]:
         # ``ctx`` is the step's run context, already ended after a timeout or a cancellation.

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue, b64url, statement
 from entrypoint._internal.signing.errors import SigningError
@@ -30,7 +30,11 @@ def chain_der(identity: Identity) -> bytes:
 
 
 def token_material(identity: Identity) -> bytes:
-    return f"{b64url(identity.public_key_der())}:{identity.token}".encode("ascii")
+    key = identity.key
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise SigningError("the compact format carries token identities with P-256 keys only")
+    point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return f"{b64url(point)}:{identity.token}".encode("ascii")
 
 
 def sign_jose(identity: Identity, data: bytes) -> tuple[str, bytes]:

@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from entrypoint._internal.signing.errors import SigningError
 
+SVID_REFRESH_WITHIN = 30.0
+TOKEN_REFRESH_WITHIN = 480.0
+
 
 class Identity:
     def __init__(
@@ -37,6 +40,10 @@ class Identity:
         self.source = source  # e.g. the SPIFFE ID, for log lines (never the key or the token)
         self.token = token
         self._token_expires = token_expires
+        # Fetched again before signing when closer to expiry than this.  A token lives only 10
+        # minutes and must still be valid when the controller verifies it online (TokenReview)
+        # after the step, so it is renewed unless most of its life is left; an SVID lives ~1 h.
+        self.refresh_within = TOKEN_REFRESH_WITHIN if token else SVID_REFRESH_WITHIN
 
     def __repr__(self) -> str:
         # Never the key or the token: an identity may end up in a log line or a traceback.

@@ -29,6 +29,8 @@ TOKEN_SECONDS = 600
 # (400, 404, 409, 422) is a configuration error that no retry will fix.
 _RETRY_STATUS = frozenset({401, 403, 408, 429}) | frozenset(range(500, 600))
 _FIRST_PAUSE = 0.25
+MIN_INTERVAL = 0.01
+_JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _MAX_ATTEMPT_SECONDS = 10.0
 
 
@@ -68,12 +70,15 @@ class SaTokenBackend:
         interval: float = 2.0,
     ) -> None:
         self.api = api.rstrip("/")
+        if self.api and not self.api.startswith("https://"):
+            # The pod's own token goes in the request: never in clear text.
+            raise SigningError(f"oidc-sa-token: the Kubernetes API URL {api!r} must be https")
         self.token_file = token_file
         self.ca_file = ca_file
         self.namespace_file = namespace_file
         self._given = Pod(namespace, pod_name, pod_uid, service_account)
         self.budget = budget
-        self.interval = interval
+        self.interval = max(interval, MIN_INTERVAL)  # 0 would hammer the API server
         self._lock = threading.Lock()
 
     def fetch(self, budget: float | None = None) -> Identity:
@@ -145,6 +150,9 @@ class SaTokenBackend:
         try:
             with open(self.token_file, encoding="ascii") as f:
                 caller_token = f.read().strip()  # re-read every time: the kubelet rotates it
+            if not caller_token or not set(caller_token) <= _JWT_CHARS:
+                # Checked before it reaches an HTTP header, whose errors would quote it.
+                raise ValueError("not a JWT")
         except (OSError, ValueError) as exc:
             what = f"service-account token {self.token_file}"
             raise SigningError(f"oidc-sa-token: {what}: {_why(exc)}") from exc

@@ -20,7 +20,7 @@ class SpireBackend:
     def __init__(self, address: str, budget: float = 20.0, interval: float = 2.0) -> None:
         self.address = address
         self.budget = budget
-        self.interval = interval
+        self.interval = max(interval, 0.01)  # a zero tick would spin without ever sleeping
         self._client: object | None = None
         self._lock = threading.Lock()
 

@@ -20,7 +20,7 @@ from entrypoint._internal.compact import (
     controller_view,
     statement_of_view,
 )
-from entrypoint._internal.satoken import MATERIAL_KIND
+from entrypoint._internal.satoken import MATERIAL_KIND, spki_from_p256_point
 from entrypoint._internal.verification.chain import check_chain, check_signed_within_validity
 from entrypoint._internal.verification.identity import check_identity, single_uri, uri_sans
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed, fail_closed
@@ -180,7 +180,8 @@ def _verify_token(entries: Sequence[RunResult], value: SignatureValue, request: 
     """(2)-(4) for a k8s-sat material: the key and token, trust, the token's vouching, binding and
     validity (at signing time too); then (5) and (6) as for a chain."""
     with fail_closed(Reason.TOKEN_INVALID, SIGNATURE_KEY):
-        spki, token = value.token_material()
+        point, token = value.token_material()
+        spki = spki_from_p256_point(point)
     if request.kube is None:
         raise VerificationFailed(
             Reason.TRUST_UNAVAILABLE, "no Kubernetes trust (JWKS snapshot or TokenReview)"

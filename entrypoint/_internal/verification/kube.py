@@ -98,6 +98,8 @@ class KubeJwks:
         self.jwks = {"keys": list(keys)}
         self._keys: dict[str, Any] = {}
         for i, jwk in enumerate(keys):
+            if not isinstance(jwk, dict):
+                raise KubeTrustError(f"JWKS snapshot: key {i} is not a JSON object")
             try:
                 key = jwt.PyJWK(jwk)
             except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
@@ -229,7 +231,11 @@ class ApiServer:
         if self.token_file:
             try:
                 with open(self.token_file, encoding="ascii") as f:
-                    headers["Authorization"] = f"Bearer {f.read().strip()}"
+                    token = f.read().strip()
+                if not token or any(c.isspace() or not c.isprintable() for c in token):
+                    # Refused before it reaches an HTTP header, whose errors would quote it.
+                    raise ValueError("not a bearer token (empty, or with spaces or control characters)")
+                headers["Authorization"] = f"Bearer {token}"
             except (OSError, ValueError) as exc:
                 raise KubeTrustError(
                     f"token file {self.token_file}: {getattr(exc, 'strerror', None) or exc}"

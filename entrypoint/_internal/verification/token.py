@@ -22,6 +22,10 @@ from entrypoint._internal.verification.request import Request
 # a hash (kmeta.ChildName), which the verifier is then told rather than guesses.
 _MAX_NAME = 63
 _POD_SUFFIX = "-pod"
+# The token's nbf is the API server's clock at issue; the node signs moments later by its own
+# clock, and a verifier checks by a third.  Kubernetes' own validator allows 60 s of skew; here
+# only before nbf: an expired token stays expired.
+NBF_LEEWAY = 60
 
 
 def expected_pod_name(request: Request) -> str:
@@ -75,14 +79,14 @@ def check_token(
             f"the token is for service account {facts.service_account!r}, not {request.service_account!r}"
         )
     at = int(request.at.timestamp())
-    if not facts.not_before <= at < facts.expires:
+    if not facts.not_before - NBF_LEEWAY <= at < facts.expires:
         raise VerificationFailed(
             Reason.TOKEN_UNTRUSTED,
             f"{entry}: the token is valid from {_rfc3339(facts.not_before)} to {_rfc3339(facts.expires)}, "
             f"not at {_rfc3339(at)} (an archived TaskRun is checked at its completion time)",
             identity,
         )
-    if signed_at is not None and not facts.not_before <= signed_at <= facts.expires:
+    if signed_at is not None and not facts.not_before - NBF_LEEWAY <= signed_at <= facts.expires:
         raise VerificationFailed(
             Reason.TOKEN_UNTRUSTED,
             f"{entry}: signed at {_rfc3339(signed_at)}, outside the token's validity "
