@@ -18,15 +18,21 @@ nothing, but imports through its archive reader and sets ``LD_LIBRARY_PATH``/``_
 that leak into the step's child), against ~20 ms for a plain interpreter directory.  Why Debian's
 interpreter: it is built without RPATH and linked only against glibc, zlib and expat, and
 ``apt-get download`` fetches it, with the glibc it was built for, reproducibly on any bookworm
-machine.  Wheels are manylinux cp311 binaries (compatible with Debian's 3.11.2), pinned to the
-versions installed in the development environment, so the bundle runs what the tests ran.
+machine (only packages from bookworm are taken, and libc6 must be 2.36).  Wheels are manylinux
+cp311 binaries (compatible with Debian's 3.11.2), pinned with their sha256 in
+``tools/binary-lock.txt`` to the versions of the development environment, so the bundle runs what
+the tests ran; ``--update-lock`` rewrites that file, deliberately.  The project's own wheel is
+built without network or build isolation, by the locked build backend in a throwaway virtual
+environment.
 
-Downloads are cached in ``build/binary/`` (``.deb`` files and wheels): a rebuild needs no network.
+Downloads are cached in ``build/binary/`` (``.deb`` files and wheels, both checked at every
+build): a rebuild needs no network.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -36,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +54,9 @@ DIST = REPO / "dist" / "bin"
 RUNTIME = "entrypoint-runtime"  # tools/launcher.c has the same name
 LOADER = "ld-linux-x86-64.so.2"
 PROJECT = "signed-entrypoint"
+WHEELS = BUILD / "wheels"
+LOCK = REPO / "tools" / "binary-lock.txt"
+LOCK_COMMAND = ".venv/bin/python tools/build_binary.py --update-lock"
 
 # Debian bookworm packages: the interpreter, its standard library, and the C libraries that it,
 # the extension modules we keep and the wheels' extensions link against.  A library that a kept
@@ -97,9 +108,7 @@ def log(message: str) -> None:
 
 def run(cmd: Sequence[str | Path], cwd: Path | None = None, quiet: bool = False) -> str:
     """Run a build command; its output is shown only when it fails (or when not quiet)."""
-    proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"build_binary: failed ({proc.returncode}): {' '.join(map(str, cmd))}")
@@ -111,44 +120,148 @@ def run(cmd: Sequence[str | Path], cwd: Path | None = None, quiet: bool = False)
 # -- Debian packages ------------------------------------------------------------------------------
 
 
-def fetch_debs() -> list[Path]:
+@dataclass(frozen=True)
+class Deb:
+    """A downloaded Debian package, as checked: its control fields, digest and apt suite."""
+
+    path: Path
+    package: str
+    version: str
+    architecture: str
+    sha256: str
+    suite: str
+
+    def line(self) -> str:
+        return f"{self.package} {self.version} {self.architecture} sha256:{self.sha256} ({self.suite})"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def apt_candidates(packages: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Package -> (candidate version, suite) from the machine's apt lists, failing unless every
+    candidate comes from Debian bookworm (its point releases, -updates or -security): the runtime
+    is bookworm's, and the wheels are chosen for its glibc 2.36 (``manylinux_flags``)."""
+    # Which suite (the Release file's codename) each Packages file belongs to.
+    suites: dict[str, str] = {}
+    key = ""
+    for line in run(["apt-cache", "policy"], quiet=True).splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[0].isdigit() and words[-1] == "Packages":
+            key = " ".join(words[1:])
+        elif words[:1] == ["release"] and key:
+            fields = dict(f.split("=", 1) for f in words[1].split(",") if "=" in f)
+            suites[key] = f"{fields.get('o', '?')} {fields.get('n', '?')}"
+            key = ""
+    found: dict[str, tuple[str, str]] = {}
+    package, candidate, current = "", "", ""
+    for line in run(["apt-cache", "policy", *packages], quiet=True).splitlines():
+        words = line.split()
+        if line and not line.startswith(" ") and line.endswith(":"):
+            package, candidate, current = line[:-1], "", ""
+        elif words[:1] == ["Candidate:"]:
+            candidate = words[1]
+        elif (len(words) == 2 and words[1].lstrip("-").isdigit()) or words[:1] == ["***"]:
+            current = words[-2]
+        elif current == candidate and len(words) >= 4 and words[-1] == "Packages":
+            suite = suites.get(" ".join(words[1:]), "?")
+            origin, _, codename = suite.partition(" ")
+            if origin == "Debian" and (codename == "bookworm" or codename.startswith("bookworm-")):
+                found.setdefault(package, (candidate, codename))
+    wrong = [p for p in packages if p not in found]
+    if wrong:
+        raise SystemExit(
+            f"build_binary: apt offers no Debian bookworm version of {' '.join(wrong)} "
+            "(`apt-cache policy` shows what it offers): the runtime is bookworm's (glibc 2.36, "
+            "CPython 3.11); build on a bookworm machine, or add bookworm to apt's sources"
+        )
+    return found
+
+
+def deb_fields(path: Path) -> tuple[str, str, str]:
+    out = run(["dpkg-deb", "-f", path, "Package", "Version", "Architecture"], quiet=True)
+    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return fields.get("Package", ""), fields.get("Version", ""), fields.get("Architecture", "")
+
+
+def fetch_debs() -> list[Deb]:
     """The .deb files of DEBS, downloaded once into build/binary/debs/ (apt-get download needs
-    no root, only package lists; a fresh machine may have none, so update them only then)."""
+    no root, only package lists; a fresh machine may have none, so update them only then).
+
+    Versions are not pinned (a Debian point release or security update replaces them), but what
+    is downloaded must come from bookworm (``apt_candidates``); ``debs/ORIGINS`` records each
+    file's digest and suite as checked, and every build checks the cache against it."""
     cache = BUILD / "debs"
     cache.mkdir(parents=True, exist_ok=True)
+    origins_file = cache / "ORIGINS"
+    origins: dict[str, tuple[str, str]] = {}  # file name -> (sha256, suite)
+    if origins_file.exists():
+        for line in origins_file.read_text().splitlines():
+            name, digest, suite = line.split()
+            origins[name] = (digest, suite)
 
     def cached(pkg: str) -> list[Path]:
-        return sorted(cache.glob(f"{pkg}_*.deb"))
+        return sorted(p for p in cache.glob(f"{pkg}_*.deb") if p.name in origins)
 
+    for stray in cache.glob("*.deb"):
+        if stray.name not in origins:  # from an interrupted or unchecked download
+            stray.unlink()
     missing = [p for p in DEBS if not cached(p)]
     if missing:
         if shutil.which("apt-get") is None:
             raise SystemExit("build_binary: apt-get is needed (the runtime is Debian bookworm's)")
-        log(f"apt-get download {' '.join(missing)}")
-        proc = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True,
-                              text=True, check=False)  # fmt: skip
-        if proc.returncode != 0:
+        try:
+            wanted = apt_candidates(missing)
+        except SystemExit:
             if os.geteuid() != 0:
-                sys.stderr.write(proc.stderr)
-                raise SystemExit("build_binary: apt-get download failed; run `apt-get update` as root")
-            log("apt-get download failed; apt-get update, then again")
+                raise
+            log("no bookworm candidates in the apt lists; apt-get update, then again")
             run(["apt-get", "update"], quiet=True)
-            run(["apt-get", "download", *missing], cwd=cache, quiet=True)
+            wanted = apt_candidates(missing)
+        log(f"apt-get download {' '.join(missing)}")
+        run(["apt-get", "download", *(f"{p}={wanted[p][0]}" for p in missing)], cwd=cache, quiet=True)
+        for pkg in missing:
+            new = [p for p in cache.glob(f"{pkg}_*.deb") if p.name not in origins]
+            fields = deb_fields(new[0]) if len(new) == 1 else None
+            if fields != (pkg, wanted[pkg][0], "amd64"):
+                raise SystemExit(
+                    f"build_binary: apt-get download {pkg}={wanted[pkg][0]} gave {new}: {fields}"
+                )
+            origins[new[0].name] = (sha256_of(new[0]), wanted[pkg][1])
+        origins_file.write_text("".join(f"{n} {d} {s}\n" for n, (d, s) in sorted(origins.items())))
     debs = []
     for pkg in DEBS:
         found = cached(pkg)
         if len(found) != 1:
             raise SystemExit(f"build_binary: expected one {pkg}_*.deb in {cache}, found {found}")
-        debs.append(found[0])
+        digest, suite = origins[found[0].name]
+        if sha256_of(found[0]) != digest:
+            raise SystemExit(
+                f"build_binary: {found[0]} changed since it was downloaded and checked "
+                f"(sha256 {digest} in {origins_file}); delete it to download it again"
+            )
+        package, version, arch = deb_fields(found[0])
+        debs.append(Deb(found[0], package, version, arch, digest, suite))
+    libc = next(d for d in debs if d.package == "libc6")
+    if not libc.version.startswith("2.36-"):
+        raise SystemExit(
+            f"build_binary: libc6 is {libc.version}, not bookworm's 2.36: the wheels are chosen for "
+            "glibc 2.36 and older (manylinux_2_36), so they could need a newer one"
+        )
     return debs
 
 
-def extract_debs(debs: Sequence[Path]) -> Path:
+def extract_debs(debs: Sequence[Deb]) -> Path:
     root = BUILD / "debroot"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for deb in debs:
-        run(["dpkg-deb", "-x", deb, root])
+        run(["dpkg-deb", "-x", deb.path, root])
     return root
 
 
@@ -210,6 +323,186 @@ def copy_libraries(debroot: Path, binaries: Iterable[Path], libdir: Path) -> lis
 # -- Python packages ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Pin:
+    """One line of tools/binary-lock.txt: a wheel by name, version, sha256 and file name."""
+
+    name: str  # normalised (PEP 503)
+    version: str
+    sha256: str
+    filename: str
+
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
+
+
+LOCK_LINE = re.compile(r"^(\S+)==(\S+) --hash=sha256:([0-9a-f]{64}) +# (\S+\.whl)$")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pin_of(wheel: Path) -> Pin:
+    name, version = wheel.name.split("-")[:2]
+    return Pin(canonical(name), version, sha256_of(wheel), wheel.name)
+
+
+def read_lock() -> dict[str, list[Pin]]:
+    """The lock's sections: ``build`` (the build backend, for the project's own wheel) and
+    ``runtime`` (every wheel the bundle installs)."""
+    if not LOCK.exists():
+        raise SystemExit(f"build_binary: {LOCK} is missing: run `{LOCK_COMMAND}` and commit it")
+    sections: dict[str, list[Pin]] = {"build": [], "runtime": []}
+    section = None
+    for number, line in enumerate(LOCK.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        match = LOCK_LINE.match(line)
+        if match is None or section not in sections:
+            raise SystemExit(f"build_binary: {LOCK}:{number}: not understood: {line!r}")
+        sections[section].append(Pin(canonical(match[1]), match[2], match[3], match[4]))
+    if not sections["build"] or not sections["runtime"]:
+        raise SystemExit(f"build_binary: {LOCK} lacks a [build] or [runtime] section: run `{LOCK_COMMAND}`")
+    return sections
+
+
+def write_lock(build: Sequence[Pin], runtime: Sequence[Pin]) -> None:
+    lines = [
+        "# The wheels `make binary` uses (tools/build_binary.py), each with its sha256: a build fails if",
+        "# a wheel differs.  [build]: the build backend ([build-system] in pyproject.toml) for the",
+        "# project's own wheel; [runtime]: what the bundle installs, the versions of the development",
+        f"# environment.  Regenerate deliberately, and review the diff: {LOCK_COMMAND}",
+    ]
+    for section, pins in (("build", build), ("runtime", runtime)):
+        lines += ["", f"[{section}]"]
+        lines += [f"{p.requirement()}  # {p.filename}" for p in sorted(pins, key=lambda p: p.name)]
+    LOCK.write_text("\n".join(lines) + "\n")
+
+
+def requirements(name: str, pins: Iterable[Pin]) -> Path:
+    path = BUILD / name
+    path.write_text("".join(p.requirement() + "\n" for p in pins))
+    return path
+
+
+def verify_wheels(pins: Sequence[Pin]) -> None:
+    """Every locked wheel is in build/binary/wheels/ with the locked digest."""
+    for pin in pins:
+        path = WHEELS / pin.filename
+        if not path.exists():
+            raise SystemExit(f"build_binary: {path} is missing after the download (the index no longer "
+                             f"serves the locked file?): {pin.requirement()}")  # fmt: skip
+        digest = sha256_of(path)
+        if digest != pin.sha256:
+            raise SystemExit(
+                f"build_binary: {path} has sha256 {digest}, but {LOCK.relative_to(REPO)} pins "
+                f"{pin.sha256}.  Delete it to download it again; if the index serves these bytes, find "
+                f"out why before running `{LOCK_COMMAND}`"
+            )
+
+
+def fetch_wheels(pins: Sequence[Pin], platform: bool) -> None:
+    """Download the locked wheels missing from the cache (pip checks their digests, in
+    hash-checking mode), then check every one of them."""
+    missing = [p for p in pins if not (WHEELS / p.filename).exists()]
+    if missing:
+        log(f"downloading {len(missing)} locked wheels into build/binary/wheels")
+        with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                 "--require-hashes", "-r", str(requirements("download.txt", missing)), "-d", tmp,
+                 *(manylinux_flags() if platform else [])],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stdout + proc.stderr)
+                raise SystemExit(
+                    f"build_binary: pip could not download the wheels of {LOCK.relative_to(REPO)} "
+                    "with their locked digests (see above)"
+                )
+            WHEELS.mkdir(parents=True, exist_ok=True)
+            for wheel in Path(tmp).glob("*.whl"):
+                wheel.replace(WHEELS / wheel.name)
+    verify_wheels(pins)
+
+
+def check_development_versions(pins: Sequence[Pin]) -> None:
+    """The bundle runs what the tests ran: the locked versions are the development environment's."""
+    installed = {canonical(d.metadata["Name"]): d.version
+                 for d in importlib.metadata.distributions() if d.metadata["Name"]}  # fmt: skip
+    differ = [f"{p.name} {p.version} (installed: {installed[p.name]})"
+              for p in pins if p.name in installed and installed[p.name] != p.version]  # fmt: skip
+    if differ:
+        raise SystemExit(f"build_binary: {LOCK.relative_to(REPO)} pins versions that differ from this "
+                         f"environment's: {', '.join(differ)}; run `{LOCK_COMMAND}` to lock these "
+                         "(and review the diff), or install the locked versions")  # fmt: skip
+
+
+def build_backend(pins: Sequence[Pin]) -> Path:
+    """A throwaway virtual environment (build/binary/build-env/) holding exactly the locked build
+    backend, installed from checked wheels; the project's wheel is built in it without build
+    isolation, so no build runs code fetched from the network."""
+    env = BUILD / "build-env"
+    python = env / "bin" / "python"
+    stamp = env / "locked"
+    wanted = "".join(p.requirement() + "\n" for p in pins)
+    if not (stamp.exists() and stamp.read_text() == wanted and python.exists()):
+        shutil.rmtree(env, ignore_errors=True)
+        run([sys.executable, "-m", "venv", "--without-pip", env], quiet=True)
+        run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-index",
+             "--find-links", WHEELS, "--require-hashes", "-r", requirements("build.txt", pins)],
+            quiet=True)  # fmt: skip
+        stamp.write_text(wanted)
+    return python
+
+
+def build_own_wheel(backend: Path) -> Path:
+    """The project's wheel, built offline with the locked backend from a clean copy of its
+    sources (an in-tree build would reuse whatever an earlier build left in build/lib)."""
+    src, own = BUILD / "own-src", BUILD / "own-wheel"
+    for d in (src, own):
+        shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(
+        REPO / "entrypoint", src / "entrypoint", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, src / name)
+    run([sys.executable, "-m", "pip", "--python", backend, "wheel", "--quiet", "--no-deps", "--no-index",
+         "--no-build-isolation", "--check-build-dependencies", "-w", own, src], quiet=True)  # fmt: skip
+    shutil.rmtree(src)
+    (wheel,) = own.glob("*.whl")
+    return wheel
+
+
+def update_lock() -> None:
+    """``--update-lock``: lock the newest build backend that pyproject.toml's [build-system]
+    accepts, and the runtime wheels for the versions of the development environment."""
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
+        tools_dir, runtime_dir = Path(tmp) / "build", Path(tmp) / "runtime"
+        log(f"resolving the build backend: {' '.join(requires)}")
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", tools_dir,
+             *requires], quiet=True)  # fmt: skip
+        build = [pin_of(w) for w in sorted(tools_dir.glob("*.whl"))]
+        for wheel in tools_dir.glob("*.whl"):
+            shutil.copyfile(wheel, WHEELS / wheel.name)
+        own = build_own_wheel(build_backend(build))
+        log("resolving the runtime wheels for the development environment's versions")
+        run([sys.executable, "-m", "pip", "download", "--quiet", "-d", runtime_dir, "--only-binary=:all:",
+             "-c", constraints(), *manylinux_flags(), "--find-links", own.parent, PROJECT],
+            quiet=True)  # fmt: skip
+        runtime = [pin_of(w) for w in sorted(runtime_dir.glob("*.whl")) if pin_of(w).name != PROJECT]
+        for wheel in runtime_dir.glob("*.whl"):
+            shutil.copyfile(wheel, WHEELS / wheel.name)
+    write_lock(build, runtime)
+    log(f"wrote {LOCK.relative_to(REPO)} ({len(build)} build, {len(runtime)} runtime wheels)")
+
+
 def constraints() -> Path:
     """Pin every dependency to the version in this (the development) environment."""
     pins = sorted(
@@ -229,25 +522,26 @@ def manylinux_flags() -> list[str]:
     return [*flags, "--abi=cp311", "--abi=abi3", "--abi=none"]
 
 
-def install_packages(python: str) -> Path:
-    """Runtime dependencies (as cached wheels) and the project itself into build/binary/site."""
-    wheels, own = BUILD / "wheels", BUILD / "own-wheel"
-    shutil.rmtree(own, ignore_errors=True)
-    run([python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", own, REPO], quiet=True)
+def install_packages(lock: dict[str, list[Pin]]) -> Path:
+    """The locked runtime wheels (checked) and the project's own wheel into build/binary/site,
+    offline and in pip's hash-checking mode: a dependency missing from the lock stops the build."""
+    check_development_versions(lock["runtime"])
+    fetch_wheels(lock["build"], platform=False)
+    fetch_wheels(lock["runtime"], platform=True)
+    own = pin_of(build_own_wheel(build_backend(lock["build"])))
     site = BUILD / "site"
     shutil.rmtree(site, ignore_errors=True)
-    pins = constraints()
-    base: list[str | Path] = [
-        python, "-m", "pip", "install", "--quiet", "--target", site, "--only-binary=:all:", "--no-compile",
-        "-c", pins, *manylinux_flags(), "--find-links", own, "--find-links", wheels, PROJECT,
-    ]  # fmt: skip
-    offline = subprocess.run([*map(str, base), "--no-index"], capture_output=True, check=False)
-    if offline.returncode != 0:
-        log("downloading wheels into build/binary/wheels")
-        run([python, "-m", "pip", "download", "--quiet", "-d", wheels, "--only-binary=:all:",
-             "-c", pins, *manylinux_flags(), "--find-links", own, PROJECT], quiet=True)  # fmt: skip
-        shutil.rmtree(site, ignore_errors=True)
-        run([*base, "--no-index"], quiet=True)
+    reqs = requirements("install.txt", [*lock["runtime"], own])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site), "--only-binary=:all:",
+         "--no-compile", "--no-index", "--find-links", str(BUILD / "own-wheel"), "--find-links", str(WHEELS),
+         "--require-hashes", "-r", str(reqs), *manylinux_flags()],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"build_binary: installing the locked wheels failed (see above); if the project's "
+                         f"dependencies changed, run `{LOCK_COMMAND}`")  # fmt: skip
     for name in PACKAGES_DROP:
         shutil.rmtree(site / name, ignore_errors=True)
         for info in site.glob(f"{name}-*.dist-info"):
@@ -281,11 +575,12 @@ def copy_stdlib(debroot: Path, out: Path) -> Path:
 
 
 def strip(paths: Iterable[Path]) -> None:
-    """Drop symbol tables some wheels ship (~5 MB); optional, as binutils may be missing."""
+    """Drop the symbol tables some wheels ship (~5 MB).  Required (binutils; installed as root when
+    missing, as gcc is for the launcher), so that the same inputs always give the same bundle."""
     tool = shutil.which("strip")
     if tool is None:
-        log("no `strip`: shared objects keep their symbols")
-        return
+        apt_install(["binutils"])
+        tool = shutil.which("strip") or "strip"
     for path in paths:
         run([tool, "--strip-unneeded", path])
 
@@ -481,12 +776,21 @@ def normalise_modes(tree: Path) -> None:
         path.chmod(0o755 if path.is_dir() or path in programs else 0o644)
 
 
-def manifest(runtime: Path, debs: Sequence[Path], libs: Sequence[str], site: Path) -> None:
-    lines = ["# Debian bookworm packages"]
-    lines += [deb.name for deb in debs]
-    lines += ["", "# Python distributions"]
+def tool_version(tool: str) -> str:
+    path = shutil.which(tool) if tool != "cc" else os.environ.get("CC") or shutil.which("cc") or "gcc"
+    return run([path or tool, "--version"], quiet=True).splitlines()[0]
+
+
+def manifest(
+    runtime: Path, debs: Sequence[Deb], libs: Sequence[str], site: Path, build: Sequence[Pin]
+) -> None:
+    lines = ["# Debian bookworm packages: name, version, architecture, digest of the .deb, apt suite"]
+    lines += [deb.line() for deb in debs]
+    lines += ["", "# Python distributions (wheels checked against tools/binary-lock.txt)"]
     lines += sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
     lines += ["", "# Shared libraries in lib/", *libs]
+    lines += ["", "# Build tools", *(f"{p.name}=={p.version}" for p in build)]
+    lines += [f"{tool}: {tool_version(tool)}" for tool in ("cc", "strip")]
     (runtime / "MANIFEST").write_text("\n".join(lines) + "\n")
 
 
@@ -508,12 +812,18 @@ def smoke_test(launcher: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--out", type=Path, default=DIST, help="output directory (default: dist/bin)")
+    parser.add_argument(
+        "--update-lock", action="store_true", help="first rewrite tools/binary-lock.txt from the index"
+    )
     ns = parser.parse_args(argv)
     start = time.monotonic()
     BUILD.mkdir(parents=True, exist_ok=True)
+    if ns.update_lock:
+        update_lock()
+    lock = read_lock()
     debs = fetch_debs()
     debroot = extract_debs(debs)
-    site = install_packages(sys.executable)
+    site = install_packages(lock)
     out: Path = ns.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".bin-", dir=out.parent))
@@ -525,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
         # With python._pth next to the interpreter, CPython ignores PYTHONHOME, PYTHONPATH and
         # the rest of the environment, imports no site module and uses exactly these paths.
         (runtime / "python._pth").write_text("\n".join(path) + "\n")
-        manifest(runtime, debs, libs, site)
+        manifest(runtime, debs, libs, site, lock["build"])
         normalise_modes(stage)
         smoke_test(stage / "entrypoint")
         if out.exists():

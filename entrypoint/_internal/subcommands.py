@@ -90,8 +90,9 @@ def copy_packaged(exe: str, dst: str) -> str:
 
     A copy killed half-way must never be run: the bundle is copied under a temporary name and
     renamed into place, then the launcher likewise, so a launcher always finds a complete bundle
-    (a restarted init container replaces it the same way).  Modes are the bundle's own
-    (0755/0644, whatever the umask): steps run as other users.
+    (a restarted init container replaces it the same way, and first removes what a killed copy
+    left: ``_remove_stale``).  Modes are the bundle's own (0755/0644, whatever the umask): steps
+    run as other users.
     """
     import shutil
     import tempfile
@@ -100,18 +101,27 @@ def copy_packaged(exe: str, dst: str) -> str:
 
     if _same_file(dst, exe):
         return f"Copied {exe} to {dst}"
+    if os.path.isdir(dst):
+        # Go's os.OpenFile(DST, O_WRONLY|O_CREATE) fails so, before anything is written.
+        raise SubcommandError(f"open {dst}: is a directory")
     src_runtime = os.path.join(os.path.dirname(exe), RUNTIME_DIR)
     dst_dir = os.path.dirname(dst) or "."
     dst_runtime = os.path.join(dst_dir, RUNTIME_DIR)
     try:
         # Where Go would fail to open DST (a missing or read-only directory), fail as it does.
-        fd, tmp_exe = tempfile.mkstemp(prefix=".entrypoint.", dir=dst_dir)
+        fd, tmp_exe = tempfile.mkstemp(prefix=f".{RUNTIME_DIR}.launcher.", dir=dst_dir)
     except OSError as exc:
         raise SubcommandError(_os_error("open", dst, exc)) from exc
-    os.close(fd)
     try:
+        # Held until the copy is in place (closing releases it, as does being killed): a concurrent
+        # copy into the same directory then leaves our temporaries alone.
+        with contextlib.suppress(OSError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)  # on our own temporary file: see _remove_stale
+        _remove_stale(dst_dir, keep=tmp_exe)
         if not _same_file(dst_runtime, src_runtime):
-            tmp = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.", dir=dst_dir)
+            tmp = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.new.", dir=dst_dir)
             try:
                 _copy_tree(src_runtime, tmp)
                 _replace_dir(tmp, dst_runtime)
@@ -128,7 +138,48 @@ def copy_packaged(exe: str, dst: str) -> str:
             raise
         where = exc.filename if isinstance(exc.filename, str) else dst
         raise SubcommandError(_os_error("copy", where, exc)) from exc
+    finally:
+        os.close(fd)
     return f"Copied {exe} to {dst}"
+
+
+def _remove_stale(dst_dir: str, keep: str) -> None:
+    """Delete what a copy killed half-way left in ``dst_dir`` (a bundle is ~64 MB): temporaries
+    named as ``copy_packaged`` and ``_replace_dir`` name them (``.entrypoint-runtime.KIND.XXXXXXXX``),
+    and nothing else.  A copy that is still running holds a lock (flock) on its temporary launcher
+    from before it creates its other temporaries until it is done: if one is locked, nothing is
+    deleted."""
+    import fcntl
+    import re
+    import shutil
+
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    prefix, random = rf"\.{re.escape(RUNTIME_DIR)}\.", r"[a-z0-9_]{8}"  # tempfile's names
+    launchers = re.compile(rf"{prefix}launcher\.{random}")
+    bundles = re.compile(rf"{prefix}(?:new\.|old\.)?{random}")  # without KIND: an earlier version's
+    try:
+        entries = list(os.scandir(dst_dir))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == os.path.basename(keep) or not launchers.fullmatch(entry.name) or entry.is_symlink():
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another copy is running here: leave its temporaries alone
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    for entry in entries:
+        if bundles.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _copy_tree(src: str, dst: str) -> None:
@@ -150,14 +201,28 @@ def _copy_tree(src: str, dst: str) -> None:
 def _replace_dir(new: str, path: str) -> None:
     """Put directory ``new`` at ``path``.  rename(2) cannot replace a non-empty directory, so an
     old bundle is first renamed away (nothing runs from /tekton/bin before the init container
-    has finished), then deleted."""
+    has finished), and deleted only once the new one is in place; if that fails, the old one is
+    put back."""
     import shutil
     import tempfile
 
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
     if os.path.isdir(path) and not os.path.islink(path):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old.", dir=os.path.dirname(path))
-        os.rename(path, os.path.join(old, "stale"))
-        os.rename(new, path)
+        old = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.old.", dir=os.path.dirname(path))
+        stale = os.path.join(old, "stale")
+        try:
+            os.rename(path, stale)
+        except BaseException:
+            os.rmdir(old)
+            raise
+        try:
+            os.rename(new, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # else the next copy deletes it (_remove_stale)
+                os.rename(stale, path)
+                os.rmdir(old)
+            raise
         shutil.rmtree(old, ignore_errors=True)
         return
     if os.path.lexists(path):

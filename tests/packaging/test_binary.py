@@ -103,6 +103,25 @@ def test_init_into_a_missing_directory_fails_as_tekton_does(built: Path, tmp_pat
     assert f"init error: open {dst}: no such file or directory" in p.stderr
 
 
+def test_init_removes_a_killed_copy_s_temporaries(built: Path, root: TektonRoot) -> None:
+    bin_dir = root / "bin"
+    for name in (f".{RUNTIME_DIR}.new.abcd1234", f".{RUNTIME_DIR}.old.abcd1234"):
+        (bin_dir / name / "stdlib").mkdir(parents=True)
+    (bin_dir / f".{RUNTIME_DIR}.launcher.abcd1234").write_bytes(b"half")
+    p = init_copy(built, bin_dir / "entrypoint", root.path)
+    assert p.returncode == 0, p.stderr
+    assert tree(bin_dir) == tree(built.parent)
+
+
+def test_init_onto_a_directory_fails_as_tekton_does(built: Path, root: TektonRoot) -> None:
+    dst = root / "bin" / "entrypoint"
+    dst.mkdir(parents=True)
+    p = init_copy(built, dst, root.path)
+    assert p.returncode == 1
+    assert f"init error: open {dst}: is a directory" in p.stderr
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["entrypoint"]
+
+
 # -- the step's process ------------------------------------------------------------------------------
 
 

@@ -534,3 +534,99 @@ def test_cp_of_the_development_entrypoint_copies_one_file(tmp_path: Path) -> Non
     cp(str(src), str(tmp_path / "dst"))
     assert (tmp_path / "dst").read_bytes() == b"script"
     assert not (tmp_path / RUNTIME_DIR).exists()
+
+
+def test_cp_of_the_packaged_executable_onto_a_directory_fails_as_go_does(
+    packaged: Path, tmp_path: Path
+) -> None:
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    dst_dir = tmp_path / "tekton-bin"
+    (dst_dir / "entrypoint").mkdir(parents=True)
+    with pytest.raises(SubcommandError, match=rf"^open {dst_dir / 'entrypoint'}: is a directory$"):
+        cp(str(packaged), str(dst_dir / "entrypoint"))
+    assert [p.name for p in dst_dir.iterdir()] == ["entrypoint"]  # nothing copied, as Go's open fails first
+    link = dst_dir / "link"
+    link.symlink_to("entrypoint")
+    with pytest.raises(SubcommandError, match=rf"^open {link}: is a directory$"):
+        cp(str(packaged), str(link))
+    assert not (dst_dir / RUNTIME_DIR).exists()
+
+
+def test_cp_of_the_packaged_executable_removes_what_a_killed_copy_left(
+    packaged: Path, tmp_path: Path
+) -> None:
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    dst_dir = tmp_path / "tekton-bin"
+    dst_dir.mkdir()
+    stale = [f".{RUNTIME_DIR}.new.abc_1234", f".{RUNTIME_DIR}.old.zz9_zz9z", f".{RUNTIME_DIR}.k2j4h5g6"]
+    for name in stale:
+        (dst_dir / name / "lib").mkdir(parents=True)
+        (dst_dir / name / "lib" / "libc.so.6").write_bytes(b"half")
+    (dst_dir / f".{RUNTIME_DIR}.old.zz9_zz9z" / "lib").chmod(0o555)  # removed all the same
+    (dst_dir / f".{RUNTIME_DIR}.launcher.q1w2e3r4").write_bytes(b"half a launcher")
+    # Not ours: other names, or ours but not of tempfile's shape.
+    kept = ["entrypoint.new", f".{RUNTIME_DIR}.new.toolong123", f"{RUNTIME_DIR}.new.abc_1234", ".entrypoint"]
+    for name in kept:
+        (dst_dir / name).mkdir()
+    cp(str(packaged), str(dst_dir / "entrypoint"))
+    assert sorted(p.name for p in dst_dir.iterdir()) == sorted([*kept, RUNTIME_DIR, "entrypoint"])
+    assert snapshot(dst_dir / RUNTIME_DIR) == snapshot(packaged.parent / RUNTIME_DIR)
+
+
+def test_cp_of_the_packaged_executable_leaves_a_running_copy_s_temporaries(
+    packaged: Path, tmp_path: Path
+) -> None:
+    import fcntl
+
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    dst_dir = tmp_path / "tekton-bin"
+    dst_dir.mkdir()
+    running = [f".{RUNTIME_DIR}.launcher.q1w2e3r4", f".{RUNTIME_DIR}.new.abc_1234"]
+    (dst_dir / running[0]).write_bytes(b"")
+    (dst_dir / running[1]).mkdir()
+    fd = os.open(dst_dir / running[0], os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the other copy holds it
+        cp(str(packaged), str(dst_dir / "entrypoint"))
+        assert sorted(p.name for p in dst_dir.iterdir()) == sorted([*running, RUNTIME_DIR, "entrypoint"])
+    finally:
+        os.close(fd)
+    cp(str(packaged), str(dst_dir / "entrypoint"))  # that copy has died
+    assert sorted(p.name for p in dst_dir.iterdir()) == sorted([RUNTIME_DIR, "entrypoint"])
+
+
+@pytest.mark.parametrize("failing", ["bundle", "launcher"])
+def test_cp_of_the_packaged_executable_keeps_the_old_copy_when_replacing_fails(
+    packaged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """If the new bundle cannot be renamed into place (after the old one was moved aside), the old
+    one is put back; if the launcher cannot be, the old launcher stays.  No temporaries remain."""
+    from entrypoint._internal.selfexec import RUNTIME_DIR
+
+    dst_dir = tmp_path / "tekton-bin"
+    (dst_dir / RUNTIME_DIR / "lib").mkdir(parents=True)
+    (dst_dir / RUNTIME_DIR / "python").write_bytes(b"old interpreter")
+    (dst_dir / "entrypoint").write_bytes(b"old launcher")
+    before = snapshot(dst_dir)
+    real_rename = os.rename
+
+    kind = "new" if failing == "bundle" else "launcher"
+
+    def rename(src: str, dst: str) -> None:
+        if os.path.basename(src).startswith(f".{RUNTIME_DIR}.{kind}."):  # the new copy, into place
+            raise OSError(28, "No space left on device", dst)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(SubcommandError, match=r"^copy .*: no space left on device$"):
+        cp(str(packaged), str(dst_dir / "entrypoint"))
+    after = snapshot(dst_dir)
+    if failing == "bundle":
+        assert after == before  # the old bundle is back; the launcher is copied after the bundle
+    else:
+        assert after[f"{RUNTIME_DIR}/python"] == snapshot(packaged.parent)[f"{RUNTIME_DIR}/python"]
+        assert after["entrypoint"] == before["entrypoint"]
+    assert sorted(p.name for p in dst_dir.iterdir()) == sorted([RUNTIME_DIR, "entrypoint"])

@@ -1,0 +1,128 @@
+"""tools/build_binary.py's checks of its inputs (no network, no build): apt suites, the wheel lock."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bb() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_binary", REPO / "tools" / "build_binary.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_binary"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+PACKAGE_FILES = """\
+Package files:
+ 100 /var/lib/dpkg/status
+     release a=now
+ 500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+     release v=12,o=Debian,a=oldstable-security,n=bookworm-security,l=Debian-Security,c=main,b=amd64
+     origin deb.debian.org
+ 500 http://deb.debian.org/debian bookworm/main amd64 Packages
+     release v=12.15,o=Debian,a=oldstable,n=bookworm,l=Debian,c=main,b=amd64
+     origin deb.debian.org
+ 500 http://deb.debian.org/debian trixie/main amd64 Packages
+     release v=13.1,o=Debian,a=stable,n=trixie,l=Debian,c=main,b=amd64
+     origin deb.debian.org
+Pinned packages:
+"""
+POLICY = """\
+libc6:
+  Installed: 2.36-9+deb12u14
+  Candidate: 2.36-9+deb12u14
+  Version table:
+ *** 2.36-9+deb12u14 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+     2.36-9+deb12u7 500
+        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+python3.11-minimal:
+  Installed: 3.11.2-6+deb12u6
+  Candidate: 3.11.2-6+deb12u9
+  Version table:
+     3.11.2-6+deb12u9 500
+        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+     3.11.2-6+deb12u8 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+ *** 3.11.2-6+deb12u6 100
+        100 /var/lib/dpkg/status
+libssl3:
+  Installed: (none)
+  Candidate: 3.5.1-1
+  Version table:
+     3.5.1-1 500
+        500 http://deb.debian.org/debian trixie/main amd64 Packages
+     3.0.17-1~deb12u2 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+"""
+
+
+def fake_apt(monkeypatch: pytest.MonkeyPatch, bb: ModuleType) -> None:
+    def run(cmd: Sequence[str], cwd: Path | None = None, quiet: bool = False) -> str:
+        assert list(cmd[:2]) == ["apt-cache", "policy"]
+        return POLICY if cmd[2:] else PACKAGE_FILES
+
+    monkeypatch.setattr(bb, "run", run)
+
+
+def test_apt_candidates_come_from_bookworm(bb: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_apt(monkeypatch, bb)
+    assert bb.apt_candidates(["libc6", "python3.11-minimal"]) == {
+        "libc6": ("2.36-9+deb12u14", "bookworm"),
+        "python3.11-minimal": ("3.11.2-6+deb12u9", "bookworm-security"),
+    }
+
+
+def test_a_candidate_from_another_release_stops_the_build(
+    bb: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_apt(monkeypatch, bb)
+    with pytest.raises(SystemExit, match=r"no Debian bookworm version of libssl3 "):
+        bb.apt_candidates(["libc6", "libssl3"])
+
+
+def test_the_committed_lock_is_well_formed(bb: ModuleType) -> None:
+    lock = bb.read_lock()
+    assert {p.name for p in lock["build"]} >= {"setuptools", "wheel"}
+    assert {p.name for p in lock["runtime"]} >= {"cryptography", "grpcio", "spiffe", "cel-python", "pyjwt"}
+    assert bb.PROJECT not in {p.name for p in lock["runtime"]}
+
+
+def test_a_wheel_that_differs_from_the_lock_stops_the_build(
+    bb: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"the locked bytes")
+    pin = bb.pin_of(wheel)
+    monkeypatch.setattr(bb, "WHEELS", tmp_path)
+    bb.verify_wheels([pin])
+    wheel.write_bytes(b"other bytes")
+    with pytest.raises(
+        SystemExit, match=rf"demo-1.0-py3-none-any.whl has sha256 \w+, but .* pins {pin.sha256}"
+    ):
+        bb.verify_wheels([pin])
+    wheel.unlink()
+    with pytest.raises(SystemExit, match=r"is missing"):
+        bb.verify_wheels([pin])
+
+
+def test_a_malformed_lock_line_stops_the_build(
+    bb: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = tmp_path / "binary-lock.txt"
+    lock.write_text("[runtime]\nanyio==4.16.0\n")  # no digest
+    monkeypatch.setattr(bb, "LOCK", lock)
+    with pytest.raises(SystemExit, match=r"binary-lock.txt:2: not understood: 'anyio==4.16.0'"):
+        bb.read_lock()
