@@ -25,7 +25,18 @@ Fault knobs, settable while serving: ``fail_status``/``fail_next`` (answer an er
 (bounded slow answers), ``unauthorized`` (401 for everything), ``deny_token_requests`` (RBAC not granted),
 :meth:`KubeAPIServer.rotate_signing_key`.
 
-Run standalone with ``python -m entrypoint.testing.kube_api --pod NS/NAME/UID --service-account SA``.
+Admission, settable while serving: ``own_pod_tokens_only`` simulates the ValidatingAdmissionPolicy that
+docs/oidc-sa-token.md §6 recommends against one pod of a service account asking for a token bound to
+another pod of the same service account.  A TokenRequest with an audience starting with
+``signed-entrypoint:`` (after defaulting) must bind the token to the pod the caller's own token is bound
+to: ``kind: Pod`` and the UID in the caller's ``userInfo.extra['authentication.kubernetes.io/pod-uid']``.
+Otherwise the answer is the policy's denial, 403 Forbidden; a caller whose token is bound to no pod is
+denied too.  As in kube-apiserver's TokenRequest storage, validating admission runs
+after the service-account lookup (404) and the static validation (422), and before the bound object is
+looked up (404/409/400).
+
+Run standalone with ``python -m entrypoint.testing.kube_api --pod NS/NAME/UID --service-account SA``
+(``--own-pod-tokens-only`` turns the admission policy on).
 """
 
 from __future__ import annotations
@@ -69,6 +80,9 @@ __all__ = [
     "JWKS_PATH",
     "MAX_DELAY_SECONDS",
     "OPENID_CONFIG_PATH",
+    "OWN_POD_POLICY",
+    "OWN_POD_POLICY_AUDIENCE_PREFIX",
+    "OWN_POD_POLICY_MESSAGE",
     "TOKEN_REVIEW_PATH",
     "KubeAPIServer",
     "Pod",
@@ -83,6 +97,11 @@ TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"  # noqa: S105 
 AUTH_API_VERSION = "authentication.k8s.io/v1"
 # The delay knob simulates a slow apiserver; a cap keeps a mistyped value from hanging a test run.
 MAX_DELAY_SECONDS = 30.0
+# The simulated admission policy (own_pod_tokens_only): its name (and its binding's), and the audiences
+# it applies to.
+OWN_POD_POLICY = "signed-entrypoint-own-pod-tokens"
+OWN_POD_POLICY_MESSAGE = "signed-entrypoint tokens must be bound to the pod that requests them"
+OWN_POD_POLICY_AUDIENCE_PREFIX = "signed-entrypoint:"
 
 _TOKEN_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token$")
 # ValidateTokenRequest's bounds.
@@ -500,7 +519,8 @@ class KubeAPIServer:
     the ``iss`` of issued tokens; by default the server's URL (known once started).  ``api_audiences``: the
     audiences the API itself accepts (``--api-audiences``), by default ``[issuer]``; mounted tokens carry
     them and callers must present one.  ``max_token_seconds``: ``--service-account-max-token-expiration``.
-    ``port``: 0 picks a free port, kept across restarts.
+    ``port``: 0 picks a free port, kept across restarts.  ``own_pod_tokens_only``: the admission policy
+    of the module docstring (also an attribute, settable while serving).
     """
 
     def __init__(
@@ -511,6 +531,7 @@ class KubeAPIServer:
         api_audiences: Sequence[str] | None = None,
         max_token_seconds: int | None = None,
         port: int = 0,
+        own_pod_tokens_only: bool = False,
     ) -> None:
         if issuer is not None and (not issuer.startswith("https://") or any(c in issuer for c in "?#")):
             raise ValueError(f"issuer must be an https URL without query or fragment, got {issuer!r}")
@@ -533,6 +554,7 @@ class KubeAPIServer:
         self._delay = 0.0
         self.unauthorized = False
         self.deny_token_requests = False
+        self.own_pod_tokens_only = own_pod_tokens_only
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -1010,9 +1032,16 @@ class KubeAPIServer:
             sa_uid = self._service_accounts.get((namespace, name))
         if sa_uid is None:
             raise _not_found("serviceaccounts", name)
-        pod = self._bound_pod(namespace, name, spec.get("boundObjectRef"))
+        ref = spec.get("boundObjectRef")
+        if ref is not None and (
+            not isinstance(ref, dict) or not all(isinstance(v, str) for v in ref.values())
+        ):
+            raise _undecodable("TokenRequest", "spec.boundObjectRef must be an object of strings")
         if not audiences:
             audiences = list(self.api_audiences)
+        if self.own_pod_tokens_only:
+            _admit_own_pod_token(caller, name, audiences, ref)
+        pod = self._bound_pod(namespace, name, ref)
         if self.max_token_seconds is not None and expiration > self.max_token_seconds:
             expiration = self.max_token_seconds
         token, exp = self._mint(namespace, name, sa_uid, pod, tuple(audiences), expiration)
@@ -1025,11 +1054,9 @@ class KubeAPIServer:
             "status": {"token": token, "expirationTimestamp": _rfc3339(exp)},
         }
 
-    def _bound_pod(self, namespace: str, service_account: str, ref: object) -> Pod | None:
+    def _bound_pod(self, namespace: str, service_account: str, ref: dict[str, str] | None) -> Pod | None:
         if ref is None:
             return None
-        if not isinstance(ref, dict) or not all(isinstance(v, str) for v in ref.values()):
-            raise _undecodable("TokenRequest", "spec.boundObjectRef must be an object of strings")
         api_version, kind = ref.get("apiVersion", ""), ref.get("kind", "")
         group = api_version.rpartition("/")[0] if "/" in api_version else ""
         name, uid = ref.get("name", ""), ref.get("uid", "")
@@ -1097,6 +1124,39 @@ class KubeAPIServer:
             "spec": spec,
             "status": status,
         }
+
+
+def _admit_own_pod_token(
+    caller: _Identity, service_account: str, audiences: list[str], ref: dict[str, str] | None
+) -> None:
+    """The ``own_pod_tokens_only`` admission policy, docs/oidc-sa-token.md §6's ValidatingAdmissionPolicy:
+    when ``object.spec.audiences.exists(a, a.startsWith('signed-entrypoint:'))``, admit only if::
+
+        has(object.spec.boundObjectRef) && object.spec.boundObjectRef.kind == 'Pod' &&
+        'authentication.kubernetes.io/pod-uid' in request.userInfo.extra &&
+        object.spec.boundObjectRef.uid == request.userInfo.extra['authentication.kubernetes.io/pod-uid'][0]
+
+    The name is not compared: the TokenRequest storage then finds the pod by name and refuses a UID that
+    is not its own (409).  A reference without a UID is denied (in CEL, reading the absent field is an
+    error, and the policy fails closed); so is a caller whose token is bound to no pod (no ``extra``).
+    """
+    if not any(a.startswith(OWN_POD_POLICY_AUDIENCE_PREFIX) for a in audiences):
+        return
+    if (
+        caller.pod is not None
+        and ref is not None
+        and ref.get("kind") == "Pod"
+        and ref.get("uid") is not None
+        and ref.get("uid") == caller.pod[1]
+    ):
+        return
+    # admission.NewForbidden's message around the policy plugin's.
+    raise _APIError(
+        403,
+        f'serviceaccounts "{service_account}" is forbidden: ValidatingAdmissionPolicy'
+        f" '{OWN_POD_POLICY}' with binding '{OWN_POD_POLICY}' denied request: {OWN_POD_POLICY_MESSAGE}",
+        {"name": service_account, "kind": "serviceaccounts"},
+    )
 
 
 def _user_info(identity: _Identity) -> dict[str, Any]:
@@ -1185,6 +1245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--issuer", help="token issuer (default: the server's URL)")
     parser.add_argument("--max-token-seconds", type=int, metavar="S", help="cap on issued token lifetimes")
     parser.add_argument(
+        "--own-pod-tokens-only",
+        action="store_true",
+        help="admission policy: signed-entrypoint tokens may only be bound to the requesting pod",
+    )
+    parser.add_argument(
         "--in-cluster-dir",
         metavar="DIR",
         help="write token, ca.crt and namespace for the first pod here before 'ready'",
@@ -1201,7 +1266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         server = KubeAPIServer(
-            alg=args.alg, issuer=args.issuer, max_token_seconds=args.max_token_seconds, port=args.port
+            alg=args.alg,
+            issuer=args.issuer,
+            max_token_seconds=args.max_token_seconds,
+            port=args.port,
+            own_pod_tokens_only=args.own_pod_tokens_only,
         )
         pods = [server.add_pod(ns, name, uid, args.service_account, args.node) for ns, name, uid in args.pod]
         server.start()

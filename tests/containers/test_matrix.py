@@ -1,6 +1,13 @@
 """The packaged executable runs a step in any image: the acceptance matrix, with ``podman run``.
 
 Every run is as strict as Tekton allows a step to be: read-only root filesystem, uid 1000, no network.
+The root is read-only as Kubernetes' ``readOnlyRootFilesystem`` makes it, with no writable /tmp: podman's
+``--read-only`` alone mounts a tmpfs on /tmp, /var/tmp and /run, so the runs add
+``--read-only-tmpfs=false``, and each checks that the step cannot write /tmp (a shell redirection in the
+Debian and static images, the bundled interpreter in the empty one, and, because steptool stops at its
+first failing operation, a second container with the same flags running ``/bin/steptool write`` in the
+musl one).  In the images without a /tmp (musl, static, empty) the write fails because the directory
+does not exist and cannot be made; in Debian's, with "Read-only file system".
 /tekton/bin is what the entrypoint image's ``init`` copied (the ``tekton_bin`` fixture); the other
 /tekton paths are host directories, so that the test reads what the step left behind.
 
@@ -41,14 +48,34 @@ from tests.containers.podman import (
 RESULT = "greeting"
 MARK = ("STEP_MARK", "set-by-the-step")
 
+# As strict as Tekton allows a step to be; --read-only-tmpfs=false: no writable /tmp, /var/tmp, /run.
+STRICT = ["--network", "none", "--read-only", "--read-only-tmpfs=false", "--user", "1000:1000"]
+TMP_PROBE = "/tmp/probe"
+TMP_REFUSED, TMP_WRITTEN = "tmp probe: refused", "tmp probe: written"
+
 _PRINT_ENV_PY = "import os; print(chr(10).join(k + '=' + v for k, v in os.environ.items()))"
+_TMP_PROBE_SH = f"if printf x > {TMP_PROBE}; then echo '{TMP_WRITTEN}'; else echo '{TMP_REFUSED}'; fi"
+_TMP_PROBE_PY = (
+    "try:\n"
+    f"    open({TMP_PROBE!r}, 'w').close()\n"
+    "except OSError as e:\n"
+    f"    print({TMP_REFUSED!r}, e)\n"
+    "else:\n"
+    f"    print({TMP_WRITTEN!r})\n"
+)
 COMMANDS = {
-    "debian": ["-entrypoint", "/bin/sh", "--", "-c", f"printf %s debian-ok > /tekton/results/{RESULT}; env"],
+    "debian": [
+        "-entrypoint", "/bin/sh", "--", "-c",
+        f"printf %s debian-ok > /tekton/results/{RESULT}; {_TMP_PROBE_SH}; env",
+    ],
     "musl": ["-entrypoint", "/bin/steptool", "--", "write", f"/tekton/results/{RESULT}", "musl-ok", "env"],
-    "static": ["-entrypoint", "/bin/sh", "--", "-c", f"printf %s static-ok > /tekton/results/{RESULT}; env"],
+    "static": [
+        "-entrypoint", "/bin/sh", "--", "-c",
+        f"printf %s static-ok > /tekton/results/{RESULT}; {_TMP_PROBE_SH}; env",
+    ],
     "empty": [
         "-entrypoint", ENTRYPOINT, "--", "--python", "-c",
-        f"open('/tekton/results/{RESULT}', 'w').write('empty-ok'); {_PRINT_ENV_PY}",
+        f"open('/tekton/results/{RESULT}', 'w').write('empty-ok')\n{_TMP_PROBE_PY}{_PRINT_ENV_PY}",
     ],
 }  # fmt: skip
 
@@ -87,7 +114,7 @@ def test_step_runs_in_image(
         mounts += ["-v", f"{spire_agent.socket_dir}:{SPIFFE_MOUNT}:ro"]
         args.append("-enable_spire")  # the socket is the default one, as in a Tekton pod
     proc = podman(
-        "run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000",
+        "run", "--rm", *STRICT,
         "-e", f"{MARK[0]}={MARK[1]}", *mounts,
         "--entrypoint", ENTRYPOINT, STEP_IMAGES[image], *args, *COMMANDS[image],
         check=False,
@@ -98,6 +125,8 @@ def test_step_runs_in_image(
     assert (tekton / "run/0/status/exitCode").read_text() == "0"
     message = tekton / "termination"
     assert results_of(message) == {RESULT: f"{image}-ok"}, message.read_text()
+
+    assert_tmp_is_not_writable(image, proc.stdout, proc.stderr)
 
     env = child_environment(proc.stdout)
     assert env.get(MARK[0]) == MARK[1], f"the step's environment did not reach its command: {proc.stdout}"
@@ -117,3 +146,19 @@ def test_step_runs_in_image(
         spire_agent.bundle,
     )
     assert forged.returncode == 1, f"a tampered message verified:\n{forged.stdout}{forged.stderr}"
+
+
+def assert_tmp_is_not_writable(image: str, stdout: str, stderr: str) -> None:
+    """The step's command could not write /tmp (probed in the step's own container), or, in the musl
+    image, a container with the same flags could not."""
+    if image == "musl":
+        probe = podman(
+            "run", "--rm", *STRICT, "--entrypoint", "/bin/steptool", STEP_IMAGES[image],
+            "write", TMP_PROBE, "x",
+            check=False,
+        )  # fmt: skip
+        assert probe.returncode == 1, f"/tmp is writable in the musl image:\n{probe.stdout}{probe.stderr}"
+        assert f"steptool: write {TMP_PROBE}: " in probe.stderr, probe.stderr
+        return
+    assert TMP_WRITTEN not in stdout, f"/tmp is writable in the {image} image"
+    assert TMP_REFUSED in stdout, f"the {image} step did not probe /tmp:\n{stdout}\n{stderr}"

@@ -18,6 +18,11 @@ What stands in for the kubelet and Kubernetes:
     /tekton/home, which steps do not write, are emptyDirs.
   * the downward volume (/tekton/downward) is left out: podman does not support downwardAPI
     volumes, and Tekton gives step 0 no wait file on it when the pod has no sidecars.
+
+readOnlyRootFilesystem (steps b and c) is Kubernetes' here: ``podman kube play`` (4.3) mounts no tmpfs
+on /tmp, /var/tmp or /run, unlike ``podman run --read-only`` (tests/containers/test_matrix.py turns
+that off with ``--read-only-tmpfs=false``).  Step c's command checks that it cannot write /tmp, so a
+podman that starts adding one is noticed.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ STEP_RESULT = "digest"
 DIGEST = "sha256:" + "ab" * 32
 POD_TIMEOUT = 120.0
 FAILED_STEP_GRACE = 5.0
+TMP_REFUSED, TMP_WRITTEN = "tmp probe: refused", "tmp probe: written"
 
 
 def step_commands() -> list[tuple[str, str, list[str]]]:
@@ -66,9 +72,11 @@ def step_commands() -> list[tuple[str, str, list[str]]]:
             "write", "/tekton/results/from-musl", "musl-ok",
             "write", f"/tekton/steps/step-b/results/{STEP_RESULT}", DIGEST,
         ]),
+        # Read-only too (as root): it also checks that /tmp is not writable.
         ("c", STEP_IMAGES["static"], [
             "/bin/sh", "--", "-c",
-            "echo step-c >> /workspace/order; printf %s static-ok > /tekton/results/from-static",
+            "echo step-c >> /workspace/order; printf %s static-ok > /tekton/results/from-static;"
+            f" if printf x > /tmp/probe; then echo '{TMP_WRITTEN}'; else echo '{TMP_REFUSED}'; fi",
         ]),
     ]  # fmt: skip
 
@@ -139,6 +147,8 @@ def pod_spec(name: str, host: Path, agent: Agent) -> dict[str, Any]:
                 "runAsGroup": 1000,
                 "readOnlyRootFilesystem": True,
             }
+        elif step == "c":
+            container["securityContext"] = {"readOnlyRootFilesystem": True}
         containers.append(container)
     prepare = {
         "name": "prepare",
@@ -221,6 +231,9 @@ def test_taskrun_pod(spire_agent: Agent, tekton_bin: Path, tmp_path: Path) -> No
             )
         codes = wait_for_steps(pod, steps)
         assert codes == {f"step-{s}": 0 for s in steps}, f"{codes}\n{logs(pod, steps)}"
+        step_c = podman("logs", f"{pod}-step-c").stdout
+        assert TMP_WRITTEN not in step_c, "readOnlyRootFilesystem left /tmp writable in step c"
+        assert TMP_REFUSED in step_c, f"step c did not probe /tmp:\n{logs(pod, steps)}"
     finally:
         podman("pod", "rm", "--force", "--time", "0", pod, check=False)
 

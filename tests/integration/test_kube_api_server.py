@@ -27,6 +27,8 @@ from entrypoint.testing.kube_api import (
     JWKS_PATH,
     MAX_DELAY_SECONDS,
     OPENID_CONFIG_PATH,
+    OWN_POD_POLICY,
+    OWN_POD_POLICY_MESSAGE,
     TOKEN_REVIEW_PATH,
     KubeAPIServer,
     Pod,
@@ -340,6 +342,153 @@ def test_deny_token_requests_simulates_a_missing_rbac_grant(
     _assert_status(_token_request(client, caller, _body()), 403, "Forbidden", "serviceaccounts/token")
     server.deny_token_requests = False
     assert _token_request(client, caller, _body()).status_code == 201
+
+
+# -- the own-pod admission policy (own_pod_tokens_only) -------------------------------------------------
+
+SIGNER_AUDIENCE = "signed-entrypoint:spki-sha256:" + "ab" * 32
+SIBLING = "sibling-taskrun-pod"
+SIBLING_UID = "5a5a5a5a-0000-4000-8000-000000000001"
+
+
+def _ref(name: str = POD, uid: str | None = POD_UID, kind: str = "Pod") -> dict[str, str]:
+    ref = {"apiVersion": "v1", "kind": kind, "name": name}
+    if uid is not None:
+        ref["uid"] = uid
+    return ref
+
+
+def _assert_policy_denial(response: httpx.Response) -> None:
+    _assert_status(response, 403, "Forbidden")
+    body = response.json()
+    # admission.NewForbidden around the policy plugin's message, as kube-apiserver words it.
+    assert body["message"] == (
+        f"serviceaccounts \"{SA}\" is forbidden: ValidatingAdmissionPolicy '{OWN_POD_POLICY}'"
+        f" with binding '{OWN_POD_POLICY}' denied request: {OWN_POD_POLICY_MESSAGE}"
+    )
+    assert body["details"] == {"name": SA, "kind": "serviceaccounts"}
+
+
+def test_without_the_policy_a_pod_may_bind_a_token_to_a_sibling_pod(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    """What Kubernetes allows with RBAC alone: a token bound to any live pod of the same service account,
+    whoever asks (the attack the admission policy exists for)."""
+    assert server.own_pod_tokens_only is False
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    body = _body(audiences=[SIGNER_AUDIENCE], ref=_ref(SIBLING, SIBLING_UID))
+    response = _token_request(client, caller, body)
+    assert response.status_code == 201, response.text
+    claims = jwt.decode(response.json()["status"]["token"], options={"verify_signature": False})
+    assert claims["kubernetes.io"]["pod"] == {"name": SIBLING, "uid": SIBLING_UID}
+
+
+def test_own_pod_tokens_only_denies_a_token_bound_to_a_sibling_pod(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    cross = _body(audiences=[SIGNER_AUDIENCE], ref=_ref(SIBLING, SIBLING_UID))
+    own = _body(audiences=[SIGNER_AUDIENCE])
+    server.own_pod_tokens_only = True  # while serving
+    _assert_policy_denial(_token_request(client, caller, cross))
+    # The sibling's own token may: the policy compares the request with the requester.
+    sibling_caller = server.caller_token(NS, SA, SIBLING)
+    assert _token_request(client, sibling_caller, cross).status_code == 201
+    issued = _token_request(client, caller, own)
+    assert issued.status_code == 201, issued.text
+    claims = jwt.decode(issued.json()["status"]["token"], options={"verify_signature": False})
+    assert claims["kubernetes.io"]["pod"] == {"name": POD, "uid": POD_UID}
+    assert claims["aud"] == [SIGNER_AUDIENCE]
+    # Every request that passed authorization is recorded, those admission denied too.
+    assert len(server.token_requests) == 3
+    server.own_pod_tokens_only = False
+    assert _token_request(client, caller, cross).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        _ref(uid=None),
+        _ref(uid="0d8b260e-0000-0000-0000-000000000000"),
+        _ref(kind="Secret", uid=POD_UID),
+        _ref("no-such-pod", uid=None),  # denied before the pod lookup (which would be a 404)
+        None,
+    ],
+    ids=["own name without uid", "own name, other uid", "secret", "unknown pod", "unbound"],
+)
+def test_own_pod_tokens_only_needs_a_reference_to_the_requesting_pods_uid(
+    rs256_server: KubeAPIServer, tmp_path: Path, ref: dict[str, str] | None
+) -> None:
+    rs256_server.own_pod_tokens_only = True
+    rs256_server.add_pod(NS, POD, POD_UID, SA)
+    body = _body(audiences=[SIGNER_AUDIENCE])
+    if ref is None:
+        del body["spec"]["boundObjectRef"]
+    else:
+        body["spec"]["boundObjectRef"] = ref
+    with _client(rs256_server, tmp_path) as client:
+        _assert_policy_denial(_token_request(client, rs256_server.caller_token(NS, SA, POD), body))
+
+
+def test_own_pod_tokens_only_compares_the_uid_and_storage_the_name(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    # The documented policy checks the UID only: a sibling's name with the requester's own UID passes
+    # admission, and the TokenRequest storage refuses it, as it refuses any stale UID.
+    server.own_pod_tokens_only = True
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    body = _body(audiences=[SIGNER_AUDIENCE], ref=_ref(SIBLING, POD_UID))
+    _assert_status(_token_request(client, caller, body), 409, "Conflict", f"({POD_UID}) does not match")
+
+
+def test_own_pod_tokens_only_denies_a_requester_bound_to_no_pod(
+    server: KubeAPIServer, client: httpx.Client, pod: Pod
+) -> None:
+    server.own_pod_tokens_only = True
+    unbound = server.issue_token(NS, SA)  # e.g. a legacy secret-based token: no pod in userInfo.extra
+    _assert_policy_denial(_token_request(client, unbound, _body(audiences=[SIGNER_AUDIENCE])))
+
+
+@pytest.mark.parametrize(
+    "audiences",
+    [[AUDIENCE], [], ["signed-entrypoint"], ["x-signed-entrypoint:abc"]],
+    ids=["other", "defaulted", "no colon", "not a prefix"],
+)
+def test_own_pod_tokens_only_leaves_other_audiences_alone(
+    server: KubeAPIServer, client: httpx.Client, caller: str, audiences: list[str]
+) -> None:
+    server.own_pod_tokens_only = True
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    response = _token_request(client, caller, _body(audiences=audiences, ref=_ref(SIBLING, SIBLING_UID)))
+    assert response.status_code == 201, response.text
+
+
+def test_own_pod_tokens_only_matches_any_signer_audience_among_several(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    server.own_pod_tokens_only = True
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    body = _body(audiences=[AUDIENCE, SIGNER_AUDIENCE], ref=_ref(SIBLING, SIBLING_UID))
+    _assert_policy_denial(_token_request(client, caller, body))
+
+
+def test_own_pod_tokens_only_runs_after_rbac_and_validation(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    # As in kube-apiserver: authorization (403 RBAC), then static validation (422), then admission.
+    server.own_pod_tokens_only = True
+    server.add_pod(NS, SIBLING, SIBLING_UID, SA)
+    cross = _ref(SIBLING, SIBLING_UID)
+    _assert_status(
+        _token_request(client, caller, _body(audiences=[SIGNER_AUDIENCE], ref=cross, expiration=60)),
+        422,
+        "Invalid",
+        "spec.expirationSeconds",
+    )
+    server.deny_token_requests = True
+    response = _token_request(client, caller, _body(audiences=[SIGNER_AUDIENCE], ref=cross))
+    _assert_status(response, 403, "Forbidden", 'cannot create resource "serviceaccounts/token"')
+    assert "ValidatingAdmissionPolicy" not in response.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -861,6 +1010,38 @@ def test_module_runner_stops_on_sigint(tmp_path: Path) -> None:
     try:
         assert _read_line(proc, timeout=30).startswith("ready https://127.0.0.1:")
         proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_module_runner_own_pod_tokens_only(tmp_path: Path) -> None:
+    mount = tmp_path / "sa"
+    proc = subprocess.Popen(
+        [
+            *RUNNER,
+            *("--pod", f"{NS}/{POD}/{POD_UID}", "--pod", f"{NS}/{SIBLING}/{SIBLING_UID}"),
+            *("--service-account", SA, "--in-cluster-dir", str(mount), "--own-pod-tokens-only"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = _read_line(proc, timeout=30)
+        assert line.startswith("ready https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(mount / "ca.crt"))
+        with httpx.Client(base_url=line.split()[1], verify=context, timeout=TIMEOUT) as client:
+            caller = (mount / "token").read_text()  # the first pod's
+            cross = _body(audiences=[SIGNER_AUDIENCE], ref=_ref(SIBLING, SIBLING_UID))
+            _assert_policy_denial(_token_request(client, caller, cross))
+            assert _token_request(client, caller, _body(audiences=[SIGNER_AUDIENCE])).status_code == 201
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:

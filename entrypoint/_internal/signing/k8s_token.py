@@ -184,7 +184,10 @@ class SaTokenBackend:
             raise retry from exc
         if response.status_code not in (200, 201):
             text = f"TokenRequest {url}: HTTP {response.status_code}: {_status_message(response.content)}"
-            if response.status_code in _RETRY_STATUS:
+            # A 403 from RBAC may pass once a new grant propagates; one from an admission policy
+            # ("... denied request ...", "admission webhook ... denied the request") will not.
+            denied = response.status_code == 403 and "denied" in text
+            if response.status_code in _RETRY_STATUS and not denied:
                 raise _Retry(text)
             raise SigningError(f"oidc-sa-token: {text}")
         return self._identity(key, response.content, audience, pod, url)

@@ -71,7 +71,7 @@ def jose_checker(
         return key.verify
     raise VerificationFailed(
         Reason.UNSUPPORTED_KEY,
-        f"{entry}: algorithm {alg} does not fit the certificate's key ({_describe(key)}); "
+        f"{entry}: algorithm {alg} does not fit the signing key ({_describe(key)}); "
         "expected ES256 with P-256, ES384 with P-384, RS256 with RSA or EdDSA with Ed25519",
         identity,
     )
