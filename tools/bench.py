@@ -16,70 +16,15 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn
+
 ROOT_ENV = "SIGNED_ENTRYPOINT_ROOT"
 
 
-@dataclass
-class Sample:
-    seconds: float
-    max_rss_kib: int
-
-
-def rusage_helper() -> str | None:
-    """Build tools/rusage.c once (it needs a C compiler; without one, memory is not reported)."""
-    out = REPO / "build" / "rusage"
-    src = REPO / "tools" / "rusage.c"
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-        return str(out)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    out.parent.mkdir(exist_ok=True)
-    subprocess.run([cc, "-O2", "-o", str(out), str(src)], check=True)
-    return str(out)
-
-
 RUSAGE = rusage_helper()
-
-
-def spawn(argv: Sequence[str], env: dict[str, str] | None = None, rss: bool = True) -> Sample:
-    """Run a process to completion: wall time (timed directly), then peak RSS (through the helper,
-    in a second run, so that the helper's fork does not count in the time)."""
-    environ = env if env is not None else dict(os.environ)
-    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
-    start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], list(argv), environ, file_actions=quiet)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv} exited with {os.waitstatus_to_exitcode(status)}")
-    peak = -1
-    if rss and RUSAGE is not None:
-        r, w = os.pipe()
-        actions = [*quiet, (os.POSIX_SPAWN_DUP2, w, 3)]
-        pid = os.posix_spawn(RUSAGE, [RUSAGE, *argv], environ, file_actions=actions)
-        os.close(w)
-        os.waitpid(pid, 0)
-        with os.fdopen(r) as f:
-            peak = int(f.read().strip() or -1)
-    return Sample(elapsed, peak)
-
-
-def fmt_ms(values: Sequence[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return f"{statistics.median(ms):7.1f} ms ({min(ms):.1f}-{max(ms):.1f})"
-
-
-def fmt_mib(values: Sequence[int]) -> str:
-    if any(v < 0 for v in values):
-        return "n/a (no C compiler for tools/rusage.c)"
-    mib = [v / 1024 for v in values]
-    return f"{statistics.median(mib):5.1f} MiB ({min(mib):.1f}-{max(mib):.1f})"
 
 
 def entrypoint_commands() -> dict[str, list[str]]:
@@ -104,12 +49,6 @@ def entrypoint_commands() -> dict[str, list[str]]:
     return cmds
 
 
-def fast_tmp() -> str | None:
-    """A tmpfs directory: the termination file is fsync'ed (as Tekton does), and on a VM disk that
-    alone adds 0-12 ms at random, which would hide the entrypoint's own cost."""
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
 def bench_true_step(runs: int, cmds: dict[str, list[str]]) -> None:
     true = shutil.which("true") or "/bin/true"
     print(f"\n(a) one step running {true}: entrypoint vs {true} alone, {runs} runs each, interleaved")
@@ -120,7 +59,7 @@ def bench_true_step(runs: int, cmds: dict[str, list[str]]) -> None:
         samples: dict[str, list[Sample]] = {name: [] for name in ["/bin/true alone", *variants]}
         for i in range(runs + 2):
             warm = i < 2
-            s = spawn([true], {**os.environ, ROOT_ENV: tmp})
+            s = spawn([true], {**os.environ, ROOT_ENV: tmp}, RUSAGE)
             if not warm:
                 samples["/bin/true alone"].append(s)
             for name, (cmd, root) in variants.items():
@@ -128,7 +67,7 @@ def bench_true_step(runs: int, cmds: dict[str, list[str]]) -> None:
                         "-step_metadata_dir", f"{root}/status", "-entrypoint", true, "--"]  # fmt: skip
                 for f in (f"{root}/termination", f"{root}/out"):
                     Path(f).unlink(missing_ok=True)
-                s = spawn([*cmd, *args], {**os.environ, ROOT_ENV: root})
+                s = spawn([*cmd, *args], {**os.environ, ROOT_ENV: root}, RUSAGE)
                 if not warm:
                     samples[name].append(s)
         base = statistics.median(x.seconds for x in samples["/bin/true alone"])
@@ -239,7 +178,7 @@ def bench_signing(runs: int, cmds: dict[str, list[str]]) -> None:
                             "-step_metadata_dir", str(root / "status"), "-post_file", str(root / "out"),
                             "-results", names, "-entrypoint", "/bin/sh", "--", "-c", script]  # fmt: skip
                     env = {**os.environ, ROOT_ENV: str(root), "R": str(root / "results")}
-                    s = spawn(args, env, rss=False)
+                    s = spawn(args, env)
                     if i:
                         kept.append(s.seconds)
                     if variant == "signed" and "RESULT_MANIFEST" not in (root / "termination").read_text():

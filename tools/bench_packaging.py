@@ -18,69 +18,14 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn
+
 DIST = REPO / "dist" / "bin" / "entrypoint"
 ROOT_ENV = "SIGNED_ENTRYPOINT_ROOT"
 RUNTIME_DIR = "entrypoint-runtime"
 GO_BYTES = 66.5e6
-
-
-@dataclass
-class Sample:
-    seconds: float
-    max_rss_kib: int
-
-
-def rusage_helper() -> str | None:
-    """tools/rusage.c, built as tools/bench.py builds it (None without a C compiler)."""
-    out, src = REPO / "build" / "rusage", REPO / "tools" / "rusage.c"
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-        return str(out)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    out.parent.mkdir(exist_ok=True)
-    subprocess.run([cc, "-O2", "-o", str(out), str(src)], check=True)
-    return str(out)
-
-
-def spawn(argv: Sequence[str], env: dict[str, str], rusage: str | None = None) -> Sample:
-    """Wall time of one run; with ``rusage``, the peak RSS from a second, separate run."""
-    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
-    start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], list(argv), env, file_actions=quiet)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{list(argv)} exited with {os.waitstatus_to_exitcode(status)}")
-    peak = -1
-    if rusage is not None:
-        r, w = os.pipe()
-        pid = os.posix_spawn(rusage, [rusage, *argv], env, file_actions=[*quiet, (os.POSIX_SPAWN_DUP2, w, 3)])
-        os.close(w)
-        os.waitpid(pid, 0)
-        with os.fdopen(r) as f:
-            peak = int(f.read().strip() or -1)
-    return Sample(elapsed, peak)
-
-
-def ms(values: Sequence[float]) -> str:
-    v = [x * 1000 for x in values]
-    return f"{statistics.median(v):7.1f} ms ({min(v):.1f}-{max(v):.1f})"
-
-
-def mib(values: Sequence[int]) -> str:
-    if any(x < 0 for x in values):
-        return "n/a (no C compiler for tools/rusage.c)"
-    v = [x / 1024 for x in values]
-    return f"{statistics.median(v):5.1f} MiB ({min(v):.1f}-{max(v):.1f})"
-
-
-def fast_tmp() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def lean_dev_command() -> list[str]:
@@ -146,8 +91,8 @@ def bench_true_step(runs: int, binary: Path) -> dict[str, float]:
     for name, ss in samples.items():
         added = statistics.median(s.seconds for s in ss) - base
         out[name] = added
-        print(f"  {name:<20} {ms([s.seconds for s in ss]):<26} {added * 1000:10.1f} ms   "
-              f"{mib([s.max_rss_kib for s in ss])}")  # fmt: skip
+        print(f"  {name:<20} {fmt_ms([s.seconds for s in ss]):<26} {added * 1000:10.1f} ms   "
+              f"{fmt_mib([s.max_rss_kib for s in ss])}")  # fmt: skip
     print("  target (binary): <= 25 ms added at the median, peak < 20 MiB")
     return {"added_ms": out["binary"] * 1000,
             "peak_mib": statistics.median(s.max_rss_kib for s in samples["binary"]) / 1024}  # fmt: skip
@@ -193,8 +138,10 @@ def bench_signing(runs: int, binary: Path) -> dict[str, float]:
     paired = [sg.seconds - un.seconds for sg, un in zip(samples["signed"], samples["unsigned"], strict=True)]
     for variant, ss in samples.items():
         peaks = [s.max_rss_kib for s in ss if s.max_rss_kib >= 0]
-        print(f"  {variant:<18} {ms([s.seconds for s in ss])}   peak {mib(peaks) if peaks else 'n/a'}")
-    print(f"  {'added by signing':<18} {ms(paired)}  (median of paired differences)")
+        print(
+            f"  {variant:<18} {fmt_ms([s.seconds for s in ss])}   peak {fmt_mib(peaks) if peaks else 'n/a'}"
+        )
+    print(f"  {'added by signing':<18} {fmt_ms(paired)}  (median of paired differences)")
     return {"added_ms": statistics.median(paired) * 1000}
 
 
@@ -228,7 +175,7 @@ def bench_init_copy(runs: int, binary: Path) -> dict[str, float]:
                     shutil.rmtree(dst.parent)
         results[where] = statistics.median(times["init"])
         for name, kept in times.items():
-            print(f"  {name:<14} on {where:<6} {ms(kept)}")
+            print(f"  {name:<14} on {where:<6} {fmt_ms(kept)}")
     return {f"{k}_ms": v * 1000 for k, v in results.items()}
 
 
