@@ -244,11 +244,15 @@ def test_taskrun_pod(spire_agent: Agent, tekton_bin: Path, tmp_path: Path) -> No
     assert (host / f"run/1/status/results/{STEP_RESULT}").read_text() == DIGEST
 
     # The results directory is shared, so each step reports what the steps before it wrote too.
+    # It may also report a later step's: as in Tekton (§4.1 R7 then R8), a step writes its post
+    # file before it reads the results, so the next step can already be writing.
     expected = {"from-debian": "debian-ok", "from-musl": "musl-ok", "from-static": "static-ok"}
     started = []
     for i, step in enumerate(steps):
         message = host / f"termination-{step}"
-        assert results_of(message) == dict(list(expected.items())[: i + 1]), message.read_text()
+        found = results_of(message)
+        assert dict(list(expected.items())[: i + 1]).items() <= found.items(), message.read_text()
+        assert found.items() <= expected.items(), message.read_text()
         assert "SVID" in keys_of(message), f"step-{step} did not sign: {message.read_text()}"
         verdict = verify(message, TASKRUN_REF, TRUST_DOMAIN, spire_agent.bundle)
         assert verdict.returncode == 0, f"step-{step}: {verdict.stdout}{verdict.stderr}"
