@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from entrypoint._internal.gojson import valid_utf8
+from entrypoint._internal.satoken import spki_from_p256_point
 from entrypoint.termination import RunResult
 
 TAG = "cs1"
@@ -87,8 +88,12 @@ class SignatureValue:
 def _token_material(data: str) -> bytes:
     point, sep, token = data.partition(":")
     raw = unb64url(point, "k8s-sat public key")
-    if len(raw) != 65 or raw[0] != 4:
-        raise CompactFormatError("SIGNATURE: a k8s-sat public key is an uncompressed P-256 point (65 bytes)")
+    try:
+        spki_from_p256_point(raw)
+    except ValueError as exc:
+        raise CompactFormatError(
+            "SIGNATURE: a k8s-sat public key is an uncompressed P-256 point (65 bytes)"
+        ) from exc
     parts = token.split(".")
     if not sep or len(parts) != 3 or not all(p and set(p) <= _B64URL for p in parts):
         raise CompactFormatError("SIGNATURE: a k8s-sat material is <base64url P-256 point>:<JWT>")

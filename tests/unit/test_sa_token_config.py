@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from entrypoint._internal.context import Context
 from entrypoint._internal.options import ConfigError, Options, signing_choice
+from entrypoint._internal.satoken import config_from_env
 from entrypoint._internal.signing import failing_signer
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
@@ -165,3 +166,25 @@ def test_a_snapshot_key_that_is_not_an_object_is_a_clear_error(tmp_path: Path, k
     path.write_text(json.dumps({"issuer": "https://kubernetes.default.svc", "jwks": {"keys": keys}}))
     with pytest.raises(KubeTrustError, match="key 0 is not a JSON object"):
         KubeJwks.from_file(str(path))
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("10.96.0.1", "443", "https://10.96.0.1:443"),
+        ("fd00::1", "6443", "https://[fd00::1]:6443"),
+        ("", "443", ""),
+    ],
+)
+def test_the_in_cluster_api_url_is_the_same_for_signer_and_verifier(
+    host: str, port: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+    assert config_from_env(env)["api"] == url
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    if url:
+        assert ApiServer.in_cluster().url == url
+    else:
+        with pytest.raises(KubeTrustError, match="not in a cluster"):
+            ApiServer.in_cluster()

@@ -62,12 +62,6 @@ class Identity:
             return self._token_expires
         return self.leaf.not_valid_after_utc
 
-    def public_key_der(self) -> bytes:
-        """The SubjectPublicKeyInfo of the signing key (what a token's audience names)."""
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
     def public_key_pem(self) -> str:
         return (
             self.key.public_key()

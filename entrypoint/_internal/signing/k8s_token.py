@@ -8,8 +8,6 @@ backend: httpx's imports and the network wait stay off the step's critical path.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import ssl
@@ -17,7 +15,16 @@ import threading
 import time
 from typing import Any
 
-from entrypoint._internal.satoken import ENV_API, ENV_POD, SA_DIR, key_audience
+from entrypoint._internal.satoken import (
+    ENV_API,
+    ENV_POD,
+    SA_DIR,
+    audiences_of,
+    json_object,
+    key_audience,
+    status_message,
+    unverified_claims,
+)
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
@@ -32,18 +39,6 @@ _FIRST_PAUSE = 0.25
 MIN_INTERVAL = 0.01
 _JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _MAX_ATTEMPT_SECONDS = 10.0
-
-
-def unverified_claims(token: str) -> dict[str, Any]:
-    """A JWT's payload, *not* verified: only to learn what the kubelet bound our own token to."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error) as exc:
-        raise ValueError("not a JWT") from exc
-    if not isinstance(claims, dict):
-        raise ValueError("not a JWT")
-    return claims
 
 
 class Pod:
@@ -126,8 +121,8 @@ class SaTokenBackend:
                 claims = unverified_claims(caller_token).get("kubernetes.io") or {}
             except ValueError:
                 claims = {}
-        pod = _mapping(claims.get("pod"))
-        sa = _mapping(claims.get("serviceaccount"))
+        pod = json_object(claims.get("pod"))
+        sa = json_object(claims.get("serviceaccount"))
         namespace = given.namespace or str(claims.get("namespace") or "") or _read_text(self.namespace_file)
         found = Pod(
             namespace,
@@ -183,7 +178,7 @@ class SaTokenBackend:
             retry.timed_out = isinstance(exc, httpx.TimeoutException)
             raise retry from exc
         if response.status_code not in (200, 201):
-            text = f"TokenRequest {url}: HTTP {response.status_code}: {_status_message(response.content)}"
+            text = f"TokenRequest {url}: HTTP {response.status_code}: {status_message(response.content)}"
             # A 403 from RBAC may pass once a new grant propagates; one from an admission policy
             # ("... denied request ...", "admission webhook ... denied the request") will not.
             denied = response.status_code == 403 and "denied" in text
@@ -201,12 +196,12 @@ class SaTokenBackend:
             expiry = dt.datetime.fromisoformat(expires)
             if expiry.tzinfo is None:
                 raise ValueError(f"expirationTimestamp {expires!r} has no time zone")
-            aud = unverified_claims(token).get("aud")
+            audiences = audiences_of(unverified_claims(token))
         except (ValueError, KeyError, TypeError) as exc:
             raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
         # An API server that ignored the audience would hand out a token that proves nothing
         # about our key; better to fail here than at every verification.
-        if audience not in (aud if isinstance(aud, list) else [aud]):
+        if audience not in audiences:
             raise SigningError(
                 f"oidc-sa-token: TokenRequest {url}: the token is not for the audience asked for"
             )
@@ -220,10 +215,6 @@ class _Retry(SigningError):
     timed_out = False  # no answer within the attempt's time (rather than an error status)
 
 
-def _mapping(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
@@ -234,15 +225,3 @@ def _read_text(path: str) -> str:
 
 def _why(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
-
-
-def _status_message(content: bytes) -> str:
-    """The API server's own explanation (a ``Status`` object), else the start of the body."""
-    try:
-        status = json.loads(content)
-        message = status.get("message") if isinstance(status, dict) else None
-        if isinstance(message, str) and message:
-            return message
-    except ValueError:
-        pass
-    return content[:200].decode("utf-8", "replace") or "(empty body)"

@@ -8,8 +8,6 @@ and claims without the cluster.  Both report the same :class:`TokenFacts`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import os
@@ -18,7 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from entrypoint._internal.satoken import SA_DIR
+from entrypoint._internal.satoken import (
+    SA_DIR,
+    audiences_of,
+    in_cluster_api_url,
+    json_object,
+    status_message,
+    unverified_claims,
+)
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint.errors import EntrypointError
 
@@ -56,8 +61,8 @@ def _claims_facts(claims: Mapping[str, Any], issuer: str) -> TokenFacts:
         raise VerificationFailed(
             Reason.TOKEN_INVALID, "SA_TOKEN: not a service-account token (no kubernetes.io claim)"
         )
-    pod = _obj(private.get("pod"))
-    sa = _obj(private.get("serviceaccount"))
+    pod = json_object(private.get("pod"))
+    sa = json_object(private.get("serviceaccount"))
     exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
     if not isinstance(exp, int) or not isinstance(nbf, int):
         raise VerificationFailed(Reason.TOKEN_INVALID, "SA_TOKEN: the token has no integer exp and nbf/iat")
@@ -72,15 +77,11 @@ def _claims_facts(claims: Mapping[str, Any], issuer: str) -> TokenFacts:
     )
 
 
-def unverified_claims(token: str) -> dict[str, Any]:
+def _claims(token: str) -> dict[str, Any]:
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error) as exc:
+        return unverified_claims(token)
+    except ValueError as exc:
         raise VerificationFailed(Reason.TOKEN_INVALID, "SA_TOKEN: not a JWT") from exc
-    if not isinstance(claims, dict):
-        raise VerificationFailed(Reason.TOKEN_INVALID, "SA_TOKEN: not a JWT")
-    return claims
 
 
 class KubeJwks:
@@ -209,16 +210,12 @@ class ApiServer:
 
     @classmethod
     def in_cluster(cls) -> ApiServer:
-        host, port = (
-            os.environ.get("KUBERNETES_SERVICE_HOST", ""),
-            os.environ.get("KUBERNETES_SERVICE_PORT", ""),
-        )
-        if not host or not port:
+        url = in_cluster_api_url(os.environ)
+        if not url:
             raise KubeTrustError(
                 "not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set"
             )
-        host = f"[{host}]" if ":" in host else host
-        return cls(f"https://{host}:{port}", token_file=f"{SA_DIR}/token", ca_file=f"{SA_DIR}/ca.crt")
+        return cls(url, token_file=f"{SA_DIR}/token", ca_file=f"{SA_DIR}/ca.crt")
 
     def _client(self) -> Any:
         import httpx
@@ -252,7 +249,7 @@ class ApiServer:
         except httpx.HTTPError as exc:
             raise KubeTrustError(f"{url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code not in (200, 201):
-            raise KubeTrustError(f"{url}: HTTP {response.status_code}: {_status_message(response.content)}")
+            raise KubeTrustError(f"{url}: HTTP {response.status_code}: {status_message(response.content)}")
         try:
             doc = response.json()
         except ValueError as exc:
@@ -285,7 +282,7 @@ class KubeTokenReview:
             answer = self.api.post_json(TOKEN_REVIEW_PATH, body)
         except KubeTrustError as exc:
             raise VerificationFailed(Reason.TRUST_UNAVAILABLE, f"TokenReview: {exc}") from exc
-        status = _obj(answer.get("status"))
+        status = json_object(answer.get("status"))
         if status.get("authenticated") is not True:
             why = status.get("error") or "not authenticated"
             # TokenReview does not say *why* in a structured way; a token that does not even claim
@@ -303,9 +300,9 @@ class KubeTokenReview:
             raise VerificationFailed(
                 Reason.KEY_MISMATCH, f"SA_TOKEN: TokenReview: the token is not for the audience {audience}"
             )
-        user = _obj(status.get("user"))
+        user = json_object(status.get("user"))
         username = str(user.get("username") or "")
-        extra = _obj(user.get("extra"))
+        extra = json_object(user.get("extra"))
         namespace, _, sa = username.removeprefix(_SA_PREFIX).partition(":")
         if not username.startswith(_SA_PREFIX) or not sa:
             raise VerificationFailed(
@@ -313,7 +310,8 @@ class KubeTokenReview:
             )
         # The server authenticated this very token: its own claims are now the server's word, and
         # they carry the validity window TokenReview does not report.
-        facts = _claims_facts(unverified_claims(token), str(unverified_claims(token).get("iss", "")))
+        claims = _claims(token)
+        facts = _claims_facts(claims, str(claims.get("iss", "")))
         return TokenFacts(
             issuer=facts.issuer,
             namespace=namespace,
@@ -328,27 +326,10 @@ class KubeTokenReview:
 def _audiences(token: str) -> list[str]:
     """The audiences a token claims (not verified); none if it is not a JWT."""
     try:
-        aud = unverified_claims(token).get("aud")
-    except VerificationFailed:
+        return audiences_of(unverified_claims(token))
+    except ValueError:
         return []
-    if isinstance(aud, str):
-        return [aud]
-    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-
-
-def _obj(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _first(values: object) -> str:
     return str(values[0]) if isinstance(values, list) and values else ""
-
-
-def _status_message(content: bytes) -> str:
-    try:
-        doc = json.loads(content)
-        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-            return str(doc["message"])
-    except ValueError:
-        pass
-    return content[:200].decode("utf-8", "replace") or "(empty body)"
