@@ -8,6 +8,7 @@ printed beside the figures for a reader to judge.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -20,6 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from entrypoint.termination import RunResult
 
 ROOT_ENV = "SIGNED_ENTRYPOINT_ROOT"
 
@@ -267,6 +272,25 @@ def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
         print(line)
 
 
+def digest_results(n: int) -> list[RunResult]:
+    """``n`` image-digest results.  Real digests are random hex: compression gets no help from
+    repetition, so these are SHA-256 outputs too."""
+    import hashlib
+
+    from entrypoint.termination import RunResult
+
+    return [RunResult(f"IMAGE{i}_DIGEST", "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(), 1)
+            for i in range(n)]  # fmt: skip
+
+
+def most_that_fit(fits: Callable[[int], bool]) -> int:
+    """The largest n for which ``fits(n)`` holds (``fits`` holds for every smaller n too)."""
+    n = 0
+    while fits(n + 1):
+        n += 1
+    return n
+
+
 def capacity_table() -> tuple[int, dict[str, int]]:
     """The largest number of image-digest results whose signed message fits in 4096 bytes."""
     import hashlib
@@ -287,13 +311,8 @@ def capacity_table() -> tuple[int, dict[str, int]]:
     started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
     digest = hashlib.sha256(chain_der(ident)).digest()
 
-    def results(n: int) -> list[RunResult]:
-        # Real digests are random hex: compression gets no help from repetition.
-        return [RunResult(f"IMAGE{i}_DIGEST", "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(), 1)
-                for i in range(n)]  # fmt: skip
-
     def fits(variant: str, n: int) -> bool:
-        entries = results(n)
+        entries = digest_results(n)
         compressed = variant.endswith("tknz:")
         if variant.startswith("unsigned"):
             message = [*entries, started]
@@ -307,10 +326,7 @@ def capacity_table() -> tuple[int, dict[str, int]]:
     out = {}
     for variant in ("unsigned", "tekton", "tekton + tknz:", "compact", "compact + tknz:",
                     "compact, chain by reference", "compact, chain by reference + tknz:"):  # fmt: skip
-        n = 0
-        while fits(variant, n + 1):
-            n += 1
-        out[variant] = n
+        out[variant] = most_that_fit(functools.partial(fits, variant))
     return leaf_size, out
 
 
@@ -343,7 +359,6 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
     budget of image-digest results (5 tekton, 20 compact), and the most that fit, plain and with
     tknz:."""
     import datetime as dt
-    import hashlib
 
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -357,10 +372,6 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
 
     started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
 
-    def results(n: int) -> list[RunResult]:
-        return [RunResult(f"IMAGE{i}_DIGEST", "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(), 1)
-                for i in range(n)]  # fmt: skip
-
     rows = []
     for cluster, (issuer, namespace, pod, sa, node) in SA_TOKEN_CLUSTERS.items():
         for alg in ("RS256", "ES256"):
@@ -372,20 +383,21 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
             ident = Identity(key, (), "bench", token=token, token_expires=dt.datetime.now(dt.UTC))
 
             def message(fmt: str, n: int, compressed: bool, ident: Identity = ident) -> int:
-                entries = results(n)
+                entries = digest_results(n)
                 if fmt == "tekton":
                     msg = [*entries, *TektonFormat().sign(entries, ident), started]
                 else:
                     msg = CompactFormat("2").seal_options([*entries, started], ident, frozenset())[0]
                 return len(encode_message(msg, compressed))
 
+            def fits(fmt: str, compressed: bool, n: int, ident: Identity = ident) -> bool:
+                return message(fmt, n, compressed, ident) <= MAX_MESSAGE_BYTES
+
             for fmt, budget in (("tekton", 5), ("compact", 20)):
-                most = {}
-                for compressed in (False, True):
-                    n = 0
-                    while message(fmt, n + 1, compressed) <= MAX_MESSAGE_BYTES:
-                        n += 1
-                    most[compressed] = n
+                most = {
+                    compressed: most_that_fit(functools.partial(fits, fmt, compressed))
+                    for compressed in (False, True)
+                }
                 size = message(fmt, budget, False)
                 rows.append((cluster, alg, fmt, len(token), budget, size, most[False], most[True]))
     return rows

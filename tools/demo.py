@@ -49,35 +49,44 @@ def step_args(root: Path, i: int) -> list[str]:
     ]  # fmt: skip
 
 
+def start_server(module: str, args: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+    """Start one of the test doubles (``python -m entrypoint.testing.<module>``) and wait for its
+    ``ready <address>`` line; returns the process and the address."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", f"entrypoint.testing.{module}", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if not line.startswith("ready"):
+        server.kill()
+        raise SystemExit(f"the local {what} did not start: {line!r}")
+    return server, line.split()[1]
+
+
 def start_agent(sock: Path, bundle: Path) -> subprocess.Popen[str]:
     spiffe_id = f"spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/taskrun/{TASKRUN}"
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "entrypoint.testing.workload_api", "--socket", str(sock),
-         "--trust-domain", TRUST_DOMAIN, "--spiffe-id", spiffe_id, "--bundle-out", str(bundle)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert agent.stdout is not None
-    line = agent.stdout.readline()
-    if not line.startswith("ready"):
-        agent.kill()
-        raise SystemExit(f"the local Workload API server did not start: {line!r}")
-    print(f"local SPIFFE Workload API: {line.split()[1]} issuing {spiffe_id}")
+    args = [
+        "--socket",
+        str(sock),
+        "--trust-domain",
+        TRUST_DOMAIN,
+        "--spiffe-id",
+        spiffe_id,
+        "--bundle-out",
+        str(bundle),
+    ]
+    agent, address = start_server("workload_api", args, "Workload API server")
+    print(f"local SPIFFE Workload API: {address} issuing {spiffe_id}")
     return agent
 
 
 def start_kube_api(sa_dir: Path) -> tuple[subprocess.Popen[str], str]:
     pod = f"{NAMESPACE}/{TASKRUN}-pod/{POD_UID}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "entrypoint.testing.kube_api", "--pod", pod,
-         "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if not line.startswith("ready"):
-        server.kill()
-        raise SystemExit(f"the local Kubernetes API server did not start: {line!r}")
-    url = line.split()[1]
+    args = ["--pod", pod, "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir)]
+    server, url = start_server("kube_api", args, "Kubernetes API server")
     print(f"local Kubernetes API server: {url}, pod {pod}, service account {SERVICE_ACCOUNT}")
     return server, url
 
