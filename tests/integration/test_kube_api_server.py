@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -962,23 +963,27 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     return lines.get(timeout=timeout)
 
 
-@pytest.mark.slow
-def test_module_runner_prints_ready_and_serves(tmp_path: Path) -> None:
-    mount = tmp_path / "sa"
-    proc = subprocess.Popen(
-        [
-            *RUNNER,
-            *("--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA),
-            *("--alg", "ES256", "--in-cluster-dir", str(mount)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@contextlib.contextmanager
+def _runner(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The module runner with ``args``, once it has printed ``ready <url>``; killed if still up."""
+    proc = subprocess.Popen([*RUNNER, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = _read_line(proc, timeout=30)
         assert line.startswith("ready https://127.0.0.1:")
-        url = line.split()[1]
+        yield proc, line.split()[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_module_runner_prints_ready_and_serves(tmp_path: Path) -> None:
+    mount = tmp_path / "sa"
+    pod = ("--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA)
+    with _runner(*pod, "--alg", "ES256", "--in-cluster-dir", str(mount)) as (proc, url):
         context = ssl.create_default_context(cafile=str(mount / "ca.crt"))
         with httpx.Client(base_url=url, verify=context, timeout=TIMEOUT) as client:
             caller = (mount / "token").read_text()
@@ -989,66 +994,29 @@ def test_module_runner_prints_ready_and_serves(tmp_path: Path) -> None:
             assert _review(client, caller, token, [AUDIENCE])["authenticated"] is True
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 @pytest.mark.slow
-def test_module_runner_stops_on_sigint(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [*RUNNER, "--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert _read_line(proc, timeout=30).startswith("ready https://127.0.0.1:")
+def test_module_runner_stops_on_sigint() -> None:
+    with _runner("--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA) as (proc, _):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 @pytest.mark.slow
 def test_module_runner_own_pod_tokens_only(tmp_path: Path) -> None:
     mount = tmp_path / "sa"
-    proc = subprocess.Popen(
-        [
-            *RUNNER,
-            *("--pod", f"{NS}/{POD}/{POD_UID}", "--pod", f"{NS}/{SIBLING}/{SIBLING_UID}"),
-            *("--service-account", SA, "--in-cluster-dir", str(mount), "--own-pod-tokens-only"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = _read_line(proc, timeout=30)
-        assert line.startswith("ready https://127.0.0.1:")
+    pods = ("--pod", f"{NS}/{POD}/{POD_UID}", "--pod", f"{NS}/{SIBLING}/{SIBLING_UID}")
+    flags = ("--service-account", SA, "--in-cluster-dir", str(mount), "--own-pod-tokens-only")
+    with _runner(*pods, *flags) as (proc, url):
         context = ssl.create_default_context(cafile=str(mount / "ca.crt"))
-        with httpx.Client(base_url=line.split()[1], verify=context, timeout=TIMEOUT) as client:
+        with httpx.Client(base_url=url, verify=context, timeout=TIMEOUT) as client:
             caller = (mount / "token").read_text()  # the first pod's
             cross = _body(audiences=[SIGNER_AUDIENCE], ref=_ref(SIBLING, SIBLING_UID))
             _assert_policy_denial(_token_request(client, caller, cross))
             assert _token_request(client, caller, _body(audiences=[SIGNER_AUDIENCE])).status_code == 201
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def test_module_runner_rejects_a_malformed_pod() -> None:

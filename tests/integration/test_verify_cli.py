@@ -87,23 +87,27 @@ def test_tampered_message_exits_1(tmp_path: Path, bundle: Path, signed: list[Run
     assert '  foo = "evil"' in p.stdout.splitlines()
 
 
+# Verdict.to_json's fields: the CLI's --json contract, whatever the format.
+VERDICT_JSON_KEYS = {
+    "verified",
+    "reason",
+    "message",
+    "format",
+    "identity",
+    "checkedAt",
+    "condition",
+    "results",
+    "unsigned",
+    "step",
+    "signedAt",
+}
+
+
 def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> None:
     p = run(*base(bundle), "--json", str(write(tmp_path, signed)))
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert set(doc) == {
-        "verified",
-        "reason",
-        "message",
-        "format",
-        "identity",
-        "checkedAt",
-        "condition",
-        "results",
-        "unsigned",
-        "step",
-        "signedAt",
-    }
+    assert set(doc) == VERDICT_JSON_KEYS
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "tekton"
     assert doc["identity"] == spiffe_id()
     assert doc["condition"]["type"] == "SignedResultsVerified"

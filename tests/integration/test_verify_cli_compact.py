@@ -10,7 +10,7 @@ import pytest
 
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
-from tests.integration.test_verify_cli import run
+from tests.integration.test_verify_cli import VERDICT_JSON_KEYS, run
 from tests.unit.test_compact_verify import NS, RESULTS, TD, TR, message, replace, sign, spiffe_id
 
 TASKRUN = f"{NS}/{TR}"
@@ -153,19 +153,7 @@ def test_json_output(bundle: Path, referring: Path, first: Path) -> None:
     p = run(*base(bundle), "--json", "--step", "1", str(referring), "--companion", str(first))
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert set(doc) == {
-        "verified",
-        "reason",
-        "message",
-        "format",
-        "identity",
-        "checkedAt",
-        "condition",
-        "results",
-        "unsigned",
-        "step",
-        "signedAt",
-    }
+    assert set(doc) == VERDICT_JSON_KEYS
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "compact"
     assert doc["identity"] == spiffe_id()
     assert doc["condition"]["status"] == "True"
