@@ -1,20 +1,35 @@
 # Every target creates its own virtual environment, so a fresh clone needs only python3 (>= 3.11).
+# Everything it installs comes from the one lock, requirements.lock, hash-checked (tools/lock.py).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements.lock
 
-.PHONY: venv lint test unit demo bench binary image clean
+.PHONY: venv lock lock-check lint test unit integration stress demo bench binary image clean
 
-$(STAMP): pyproject.toml
+# The venv is made anew from the lock (never upgraded in place), with the pip that comes with
+# Python; the project itself is built by the locked setuptools, without build isolation.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) tools/lock.py check
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 venv: $(STAMP)
 
-lint: $(STAMP)
+# Renew the lock on purpose: the newest releases pyproject.toml allows, checked; review the diff.
+lock:
+	$(PYTHON) tools/lock.py renew
+
+# Fails at once, naming `make lock`, when pyproject.toml's requirements changed since the lock.
+lock-check:
+	$(PYTHON) tools/lock.py check
+
+lint: lock-check $(STAMP)
 	$(BIN)/ruff check entrypoint tests tools
 	$(BIN)/mypy --strict entrypoint tests tools
 
@@ -24,8 +39,11 @@ test: lint image
 	$(BIN)/pytest -q -ra
 	ENTRYPOINT_BIN=$(CURDIR)/dist/bin/entrypoint $(BIN)/pytest -q -ra tests/integration
 
-unit: $(STAMP)
+unit: lock-check $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+integration: lock-check $(STAMP)
+	$(BIN)/pytest -q -ra tests/integration
 
 # BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.
 BACKEND ?= spire

@@ -19,11 +19,11 @@ that leak into the step's child), against ~20 ms for a plain interpreter directo
 interpreter: it is built without RPATH and linked only against glibc, zlib and expat, and
 ``apt-get download`` fetches it, with the glibc it was built for, reproducibly on any bookworm
 machine (only packages from bookworm are taken, and libc6 must be 2.36).  Wheels are manylinux
-cp311 binaries (compatible with Debian's 3.11.2), pinned with their sha256 in
-``tools/binary-lock.txt`` to the versions of the development environment, so the bundle runs what
-the tests ran; ``--update-lock`` rewrites that file, deliberately.  The project's own wheel is
-built without network or build isolation, by the locked build backend in a throwaway virtual
-environment.
+cp311 binaries (compatible with Debian's 3.11.2) of the versions in the project's one lock,
+``requirements.lock`` (tools/lock.py), each checked against the digests it records: the bundle
+runs what the tests ran, and the build stops if the development environment differs from the
+lock.  The project's own wheel is built without network or build isolation, by the locked build
+backend in a throwaway virtual environment.
 
 Downloads are cached in ``build/binary/`` (``.deb`` files and wheels, both checked at every
 build): a rebuild needs no network.
@@ -48,6 +48,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import lock as lockfile  # tools/lock.py: the script's own folder is first on sys.path
+from lock import Pin
+
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "binary"
 DIST = REPO / "dist" / "bin"
@@ -55,8 +58,8 @@ RUNTIME = "entrypoint-runtime"  # tools/launcher.c has the same name
 LOADER = "ld-linux-x86-64.so.2"
 PROJECT = "signed-entrypoint"
 WHEELS = BUILD / "wheels"
-LOCK = REPO / "tools" / "binary-lock.txt"
-LOCK_COMMAND = ".venv/bin/python tools/build_binary.py --update-lock"
+LOCK = lockfile.LOCK
+LOCK_COMMAND = lockfile.RENEW_COMMAND
 
 # Debian bookworm packages: the interpreter, its standard library, and the C libraries that it,
 # the extension modules we keep and the wheels' extensions link against.  A library that a kept
@@ -146,7 +149,7 @@ def sha256_of(path: Path) -> str:
 def apt_candidates(packages: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Package -> (candidate version, suite) from the machine's apt lists, failing unless every
     candidate comes from Debian bookworm (its point releases, -updates or -security): the runtime
-    is bookworm's, and the wheels are chosen for its glibc 2.36 (``manylinux_flags``)."""
+    is bookworm's, and the wheels are chosen for its glibc 2.36 (``lock.BUNDLE_PLATFORM``)."""
     # Which suite (the Release file's codename) each Packages file belongs to.
     suites: dict[str, str] = {}
     key = ""
@@ -323,105 +326,103 @@ def copy_libraries(debroot: Path, binaries: Iterable[Path], libdir: Path) -> lis
 # -- Python packages ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pin:
-    """One line of tools/binary-lock.txt: a wheel by name, version, sha256 and file name."""
-
-    name: str  # normalised (PEP 503)
-    version: str
-    sha256: str
-    filename: str
-
-    def requirement(self) -> str:
-        return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
-
-
-LOCK_LINE = re.compile(r"^(\S+)==(\S+) --hash=sha256:([0-9a-f]{64}) +# (\S+\.whl)$")
-
-
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pin_of(wheel: Path) -> Pin:
+def requirement(pin: Pin) -> str:
+    return f"{pin.name}=={pin.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(pin.hashes))
+
+
+def wheel_pin(wheel: Path) -> Pin:
+    """A wheel as a pin of its own digest (the project's own wheel, built here)."""
     name, version = wheel.name.split("-")[:2]
-    return Pin(canonical(name), version, sha256_of(wheel), wheel.name)
+    return Pin(canonical(name), version, frozenset({sha256_of(wheel)}))
+
+
+def closure(roots: Iterable[str], pins: dict[str, Pin]) -> list[Pin]:
+    """The locked pins that ``roots`` need on the bundle's platform, from the installed metadata
+    of the development environment (which came from the same lock): a dependency the lock lacks
+    stops the build."""
+    from packaging.requirements import Requirement
+
+    wanted: dict[str, Pin] = {}
+    todo = [Requirement(r) for r in roots]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonical(req.name)
+        if name in wanted:
+            continue
+        if name not in pins:
+            raise SystemExit(
+                f"build_binary: {req.name} is needed but not in {LOCK.name}: run `{LOCK_COMMAND}`"
+            )
+        wanted[name] = pins[name]
+        todo += [Requirement(r) for r in importlib.metadata.requires(req.name) or []]
+    return sorted(wanted.values(), key=lambda p: p.name)
 
 
 def read_lock() -> dict[str, list[Pin]]:
-    """The lock's sections: ``build`` (the build backend, for the project's own wheel) and
-    ``runtime`` (every wheel the bundle installs)."""
-    if not LOCK.exists():
-        raise SystemExit(f"build_binary: {LOCK} is missing: run `{LOCK_COMMAND}` and commit it")
-    sections: dict[str, list[Pin]] = {"build": [], "runtime": []}
-    section = None
-    for number, line in enumerate(LOCK.read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        match = LOCK_LINE.match(line)
-        if match is None or section not in sections:
-            raise SystemExit(f"build_binary: {LOCK}:{number}: not understood: {line!r}")
-        sections[section].append(Pin(canonical(match[1]), match[2], match[3], match[4]))
-    if not sections["build"] or not sections["runtime"]:
-        raise SystemExit(f"build_binary: {LOCK} lacks a [build] or [runtime] section: run `{LOCK_COMMAND}`")
-    return sections
-
-
-def write_lock(build: Sequence[Pin], runtime: Sequence[Pin]) -> None:
-    lines = [
-        "# The wheels `make binary` uses (tools/build_binary.py), each with its sha256: a build fails if",
-        "# a wheel differs.  [build]: the build backend ([build-system] in pyproject.toml) for the",
-        "# project's own wheel; [runtime]: what the bundle installs, the versions of the development",
-        f"# environment.  Regenerate deliberately, and review the diff: {LOCK_COMMAND}",
-    ]
-    for section, pins in (("build", build), ("runtime", runtime)):
-        lines += ["", f"[{section}]"]
-        lines += [f"{p.requirement()}  # {p.filename}" for p in sorted(pins, key=lambda p: p.name)]
-    LOCK.write_text("\n".join(lines) + "\n")
+    """From the one lock: ``build``, the build backend for the project's own wheel, and
+    ``runtime``, every wheel the bundle installs."""
+    try:
+        pins = lockfile.check()
+    except lockfile.LockError as exc:
+        raise SystemExit(f"build_binary: {exc}") from None
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return {
+        "build": closure(project["build-system"]["requires"], pins),
+        "runtime": closure(project["project"]["dependencies"], pins),
+    }
 
 
 def requirements(name: str, pins: Iterable[Pin]) -> Path:
     path = BUILD / name
-    path.write_text("".join(p.requirement() + "\n" for p in pins))
+    path.write_text("".join(requirement(p) + "\n" for p in pins))
     return path
 
 
+def cached_wheels(pin: Pin) -> list[Path]:
+    return [w for w in WHEELS.glob("*.whl") if canonical(w.name.split("-")[0]) == pin.name
+            and w.name.split("-")[1] == pin.version]  # fmt: skip
+
+
 def verify_wheels(pins: Sequence[Pin]) -> None:
-    """Every locked wheel is in build/binary/wheels/ with the locked digest."""
+    """Every locked wheel is in build/binary/wheels/ with one of the digests the lock records."""
     for pin in pins:
-        path = WHEELS / pin.filename
-        if not path.exists():
-            raise SystemExit(f"build_binary: {path} is missing after the download (the index no longer "
-                             f"serves the locked file?): {pin.requirement()}")  # fmt: skip
-        digest = sha256_of(path)
-        if digest != pin.sha256:
-            raise SystemExit(
-                f"build_binary: {path} has sha256 {digest}, but {LOCK.relative_to(REPO)} pins "
-                f"{pin.sha256}.  Delete it to download it again; if the index serves these bytes, find "
-                f"out why before running `{LOCK_COMMAND}`"
-            )
+        wheels = cached_wheels(pin)
+        if not wheels:
+            raise SystemExit(f"build_binary: no wheel of {pin.name}=={pin.version} in {WHEELS} after the "
+                             "download (the index no longer serves the locked file?)")  # fmt: skip
+        for path in wheels:
+            digest = sha256_of(path)
+            if digest not in pin.hashes:
+                raise SystemExit(
+                    f"build_binary: {path} has sha256 {digest}, which {LOCK.name} does not record for "
+                    f"{pin.name}=={pin.version}.  Delete it to download it again; if the index serves "
+                    f"these bytes, find out why before running `{LOCK_COMMAND}`"
+                )
 
 
 def fetch_wheels(pins: Sequence[Pin], platform: bool) -> None:
     """Download the locked wheels missing from the cache (pip checks their digests, in
     hash-checking mode), then check every one of them."""
-    missing = [p for p in pins if not (WHEELS / p.filename).exists()]
+    missing = [p for p in pins if not cached_wheels(p)]
     if missing:
         log(f"downloading {len(missing)} locked wheels into build/binary/wheels")
         with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                  "--require-hashes", "-r", str(requirements("download.txt", missing)), "-d", tmp,
-                 *(manylinux_flags() if platform else [])],
+                 *(lockfile.BUNDLE_PLATFORM if platform else [])],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if proc.returncode != 0:
                 sys.stderr.write(proc.stdout + proc.stderr)
                 raise SystemExit(
-                    f"build_binary: pip could not download the wheels of {LOCK.relative_to(REPO)} "
+                    f"build_binary: pip could not download the wheels of {LOCK.name} "
                     "with their locked digests (see above)"
                 )
             WHEELS.mkdir(parents=True, exist_ok=True)
@@ -431,15 +432,15 @@ def fetch_wheels(pins: Sequence[Pin], platform: bool) -> None:
 
 
 def check_development_versions(pins: Sequence[Pin]) -> None:
-    """The bundle runs what the tests ran: the locked versions are the development environment's."""
+    """The bundle runs what the tests ran: the development environment has the locked versions."""
     installed = {canonical(d.metadata["Name"]): d.version
                  for d in importlib.metadata.distributions() if d.metadata["Name"]}  # fmt: skip
-    differ = [f"{p.name} {p.version} (installed: {installed[p.name]})"
-              for p in pins if p.name in installed and installed[p.name] != p.version]  # fmt: skip
+    differ = [f"{p.name} {p.version} (installed: {installed.get(p.name, 'nothing')})"
+              for p in pins if installed.get(p.name) != p.version]  # fmt: skip
     if differ:
-        raise SystemExit(f"build_binary: {LOCK.relative_to(REPO)} pins versions that differ from this "
-                         f"environment's: {', '.join(differ)}; run `{LOCK_COMMAND}` to lock these "
-                         "(and review the diff), or install the locked versions")  # fmt: skip
+        raise SystemExit(f"build_binary: {LOCK.name} pins versions that differ from this "
+                         f"environment's: {', '.join(differ)}; reinstall it from the lock "
+                         "(`rm -rf .venv && make venv`)")  # fmt: skip
 
 
 def build_backend(pins: Sequence[Pin]) -> Path:
@@ -449,7 +450,7 @@ def build_backend(pins: Sequence[Pin]) -> Path:
     env = BUILD / "build-env"
     python = env / "bin" / "python"
     stamp = env / "locked"
-    wanted = "".join(p.requirement() + "\n" for p in pins)
+    wanted = "".join(requirement(p) + "\n" for p in pins)
     if not (stamp.exists() and stamp.read_text() == wanted and python.exists()):
         shutil.rmtree(env, ignore_errors=True)
         run([sys.executable, "-m", "venv", "--without-pip", env], quiet=True)
@@ -478,64 +479,20 @@ def build_own_wheel(backend: Path) -> Path:
     return wheel
 
 
-def update_lock() -> None:
-    """``--update-lock``: lock the newest build backend that pyproject.toml's [build-system]
-    accepts, and the runtime wheels for the versions of the development environment."""
-    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
-    WHEELS.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
-        tools_dir, runtime_dir = Path(tmp) / "build", Path(tmp) / "runtime"
-        log(f"resolving the build backend: {' '.join(requires)}")
-        run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", tools_dir,
-             *requires], quiet=True)  # fmt: skip
-        build = [pin_of(w) for w in sorted(tools_dir.glob("*.whl"))]
-        for wheel in tools_dir.glob("*.whl"):
-            shutil.copyfile(wheel, WHEELS / wheel.name)
-        own = build_own_wheel(build_backend(build))
-        log("resolving the runtime wheels for the development environment's versions")
-        run([sys.executable, "-m", "pip", "download", "--quiet", "-d", runtime_dir, "--only-binary=:all:",
-             "-c", constraints(), *manylinux_flags(), "--find-links", own.parent, PROJECT],
-            quiet=True)  # fmt: skip
-        runtime = [pin_of(w) for w in sorted(runtime_dir.glob("*.whl")) if pin_of(w).name != PROJECT]
-        for wheel in runtime_dir.glob("*.whl"):
-            shutil.copyfile(wheel, WHEELS / wheel.name)
-    write_lock(build, runtime)
-    log(f"wrote {LOCK.relative_to(REPO)} ({len(build)} build, {len(runtime)} runtime wheels)")
-
-
-def constraints() -> Path:
-    """Pin every dependency to the version in this (the development) environment."""
-    pins = sorted(
-        f"{d.metadata['Name']}=={d.version}"
-        for d in importlib.metadata.distributions()
-        if d.metadata["Name"] and d.metadata["Name"].lower() not in (PROJECT, "pip", "setuptools")
-    )
-    path = BUILD / "constraints.txt"
-    path.write_text("\n".join(pins) + "\n")
-    return path
-
-
-def manylinux_flags() -> list[str]:
-    """Wheels for Debian bookworm's glibc 2.36 and CPython 3.11, whatever machine builds this."""
-    flags = [f"--platform=manylinux_2_{minor}_x86_64" for minor in range(17, 37)]
-    flags += ["--platform=manylinux2014_x86_64", "--python-version=3.11", "--implementation=cp"]
-    return [*flags, "--abi=cp311", "--abi=abi3", "--abi=none"]
-
-
 def install_packages(lock: dict[str, list[Pin]]) -> Path:
     """The locked runtime wheels (checked) and the project's own wheel into build/binary/site,
     offline and in pip's hash-checking mode: a dependency missing from the lock stops the build."""
-    check_development_versions(lock["runtime"])
+    check_development_versions([*lock["build"], *lock["runtime"]])
     fetch_wheels(lock["build"], platform=False)
     fetch_wheels(lock["runtime"], platform=True)
-    own = pin_of(build_own_wheel(build_backend(lock["build"])))
+    own = wheel_pin(build_own_wheel(build_backend(lock["build"])))
     site = BUILD / "site"
     shutil.rmtree(site, ignore_errors=True)
     reqs = requirements("install.txt", [*lock["runtime"], own])
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site), "--only-binary=:all:",
          "--no-compile", "--no-index", "--find-links", str(BUILD / "own-wheel"), "--find-links", str(WHEELS),
-         "--require-hashes", "-r", str(reqs), *manylinux_flags()],
+         "--require-hashes", "-r", str(reqs), *lockfile.BUNDLE_PLATFORM],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -786,7 +743,7 @@ def manifest(
 ) -> None:
     lines = ["# Debian bookworm packages: name, version, architecture, digest of the .deb, apt suite"]
     lines += [deb.line() for deb in debs]
-    lines += ["", "# Python distributions (wheels checked against tools/binary-lock.txt)"]
+    lines += ["", f"# Python distributions (wheels checked against {LOCK.name})"]
     lines += sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
     lines += ["", "# Shared libraries in lib/", *libs]
     lines += ["", "# Build tools", *(f"{p.name}=={p.version}" for p in build)]
@@ -812,14 +769,9 @@ def smoke_test(launcher: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--out", type=Path, default=DIST, help="output directory (default: dist/bin)")
-    parser.add_argument(
-        "--update-lock", action="store_true", help="first rewrite tools/binary-lock.txt from the index"
-    )
     ns = parser.parse_args(argv)
     start = time.monotonic()
     BUILD.mkdir(parents=True, exist_ok=True)
-    if ns.update_lock:
-        update_lock()
     lock = read_lock()
     debs = fetch_debs()
     debroot = extract_debs(debs)
