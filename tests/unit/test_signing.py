@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from entrypoint._internal.context import Context
-from entrypoint._internal.signing import is_reserved
+from entrypoint._internal.signing import background, is_reserved
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
@@ -153,6 +153,54 @@ def test_late_identity_is_waited_for_within_the_budget() -> None:
 def test_identity_that_never_comes_fails_with_the_fetch_error() -> None:
     signer = signer_with(FakeBackend(budget=0.3, fail_until=60))
     with pytest.raises(SigningError, match="context deadline exceeded"):
+        signer.sign(Context.background(), [])
+
+
+class SlowAnswer:
+    """A backend whose answer (here: its failure) comes well after the budget and the late
+    attempt, as a helper process's does on a machine whose cores are both busy."""
+
+    name = "slow"
+
+    def __init__(self, budget: float, answer_after: float) -> None:
+        self.budget = budget
+        self.answer_after = answer_after
+        self.calls: list[float | None] = []
+
+    def fetch(self, budget: float | None = None) -> Identity:
+        self.calls.append(budget)
+        if len(self.calls) == 1:
+            time.sleep(self.answer_after)
+            raise SigningError(
+                "oidc-sa-token: no token within the signing budget of 0.2s: 503 from TokenRequest"
+            )
+        raise SigningError("oidc-sa-token: no token within the signing budget of 0.05s: connection refused")
+
+
+def test_a_late_prefetch_failure_is_the_error_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the wait gave up before the prefetch recorded its error, and the step failed
+    # with a bare "no identity" that named no cause.
+    monkeypatch.setattr(background, "LATE_ATTEMPT", 0.05)
+    backend = SlowAnswer(budget=0.2, answer_after=0.6)
+    signer = BackgroundSigner(lambda: (backend, TektonFormat()), backend.budget, "slow").start()
+    with pytest.raises(SigningError) as caught:
+        signer.sign(Context.background(), [])
+    assert (
+        str(caught.value)
+        == "oidc-sa-token: no token within the signing budget of 0.2s: 503 from TokenRequest"
+    )
+    # The late attempt ran only after the prefetch had answered: never two fetches at once.
+    assert backend.calls == [None, 0.05]
+
+
+def test_a_prefetch_that_never_ends_fails_naming_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "LATE_ATTEMPT", 0.05)
+    monkeypatch.setattr(background, "PREFETCH_SLACK", 0.1)
+    backend = SlowAnswer(budget=0.2, answer_after=30)
+    signer = BackgroundSigner(lambda: (backend, TektonFormat()), backend.budget, "slow").start()
+    with pytest.raises(
+        SigningError, match=r"^no identity within the signing budget of 0.2s: fetching the identity had not"
+    ):
         signer.sign(Context.background(), [])
 
 

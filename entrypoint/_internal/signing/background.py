@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 # A step that outlived the budget gets one more attempt this long, in case the agent recovered.
 LATE_ATTEMPT = 2.0
+# How long past the budget and the late attempt a prefetch may still be finishing on a loaded
+# machine (process start-up, imports) before the step gives up on it.
+PREFETCH_SLACK = 30.0
 
 
 class BackgroundSigner:
@@ -116,10 +119,20 @@ class BackgroundSigner:
 
     def _identity_now(self) -> Identity:
         self.start()
-        self._done.wait(max(self.budget - self._elapsed(), 0.0) + LATE_ATTEMPT)
+        # Every part of the prefetch is bounded (the backends' fetches have deadlines), so wait
+        # for its own outcome, which names the cause, rather than guess one from a shorter wait:
+        # on a loaded machine the answer can come well after the budget.  The cap only guards
+        # against an import that never returns.
+        cap = max(self.budget - self._elapsed(), 0.0) + LATE_ATTEMPT + PREFETCH_SLACK
+        if not self._done.wait(cap):
+            phase = "loading the signer" if self._backend is None else "fetching the identity"
+            raise SigningError(
+                f"no identity within the signing budget of {self.budget:g}s: {phase} had not finished "
+                f"{self._elapsed():.0f}s after the step started"
+            )
         backend, ident, error = self._backend, self._identity, self._error
         if backend is None:
-            raise error or SigningError("preparing to sign did not finish within the signing budget")
+            raise error or SigningError("preparing to sign failed before loading the signer")
         if ident is not None:
             if ident.expires_within(ident.refresh_within):
                 # Kept: a compact step seals up to three writes and must not fetch for each.
@@ -129,9 +142,10 @@ class BackgroundSigner:
         try:
             ident = backend.fetch(budget=remaining if remaining > 0 else LATE_ATTEMPT)
         except SigningError:
-            if remaining > 0:
+            if remaining > 0 or error is None:
                 raise
-            raise (error or SigningError("no identity")) from None
+            # The late attempt only tried again: the prefetch's failure is the cause to report.
+            raise error from None
         self._identity = ident
         return ident
 

@@ -17,6 +17,7 @@ import os
 import select
 import signal
 import struct
+import threading
 import time
 
 from entrypoint._internal.signing.errors import SigningError
@@ -49,6 +50,9 @@ class ForkedBackend:
 
         self.name = name
         self.budget = budget
+        # One request and its answer at a time: two interleaved exchanges on the same pipes would
+        # read each other's answers.
+        self._exchange = threading.Lock()
         req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
         self._resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
         # The package's own location first: an editable install is found through an import hook
@@ -85,6 +89,10 @@ class ForkedBackend:
                 os.close(fd)
 
     def fetch(self, budget: float | None = None) -> Identity:
+        with self._exchange:
+            return self._fetch(budget)
+
+    def _fetch(self, budget: float | None) -> Identity:
         total = self.budget if budget is None else budget
         deadline = time.monotonic() + total + GRACE
         # Even the 8-byte request gets a deadline: nothing on the signing path may block forever.
