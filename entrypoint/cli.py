@@ -190,7 +190,7 @@ def _main(args: list[str]) -> int:
         if any(config.wait_files):
             signer.start()
         else:
-            runner.on_spawn = signer.start
+            runner.when_idle.append(signer.start)
     entrypointer = Entrypointer(config, waiter, runner, FilePostWriter(), log, signer=signer)
     try:
         entrypointer.go()

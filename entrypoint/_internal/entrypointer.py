@@ -8,7 +8,6 @@ normally or raises the lifecycle error; mapping that to a process exit status is
 from __future__ import annotations
 
 import os
-import threading
 
 from entrypoint._internal.context import Context
 from entrypoint._internal.goerrors import GoPathError, mkdir_all
@@ -19,7 +18,6 @@ from entrypoint._internal.signing.errors import SigningError
 from entrypoint.errors import (
     ChildExitError,
     ContextCanceled,
-    ContextError,
     DeadlineExceeded,
     DebugBeforeStepError,
     EntrypointError,
@@ -234,12 +232,8 @@ class Entrypointer:
             command = self._substitute()
             timeout = cfg.timeout_ns / 1e9 if cfg.timeout_ns > 0 else None
             self.run_ctx = Context(timeout)
-            watch_ctx = Context(parent=self.run_ctx)
-            self._watch_cancel_file(watch_ctx)
-            try:
-                err = self._run_if_allowed(command, out)
-            finally:
-                watch_ctx.cancel()
+            self._watch_cancel_file()
+            err = self._run_if_allowed(command, out)
             if err is _SKIPPED:
                 return
 
@@ -400,18 +394,38 @@ class Entrypointer:
             return err
         return None
 
-    def _watch_cancel_file(self, ctx: Context) -> None:
-        def watch() -> None:
-            try:
-                self.waiter.wait(ctx, self.cfg.layout.cancel_file, True, False)
-            except ContextError:
-                return
-            except EntrypointError as exc:
-                self.log(f"Error while waiting for cancellation: {exc}")
-                return
-            self.run_ctx.cancel()
+    def _watch_cancel_file(self) -> None:
+        """Cancel the run once the cancel file is there and not empty (Tekton's check).  Checked
+        now, so that a step cancelled before its command starts never starts it, then by the
+        runner's own wait loop while the command runs.  Not on a thread: a second thread takes
+        the GIL from the one starting the command, and each time that one blocks (an fsync on a
+        disk-backed root) it waits up to a switch interval to get it back (measured: ~3 ms per
+        step on tmpfs, ~9 ms on disk)."""
+        cancel_file = self.cfg.layout.cancel_file
+        reported: list[bool] = []
 
-        threading.Thread(target=watch, name="cancel-watcher", daemon=True).start()
+        def check() -> None:
+            if reported or self.run_ctx.err() is not None:
+                return
+            try:
+                cancelled = os.stat(cancel_file).st_size > 0
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                from entrypoint._internal.goerrors import path_error
+                from entrypoint._internal.goflag import go_quote
+
+                reported.append(True)  # once: the step goes on, as Tekton's does
+                self.log(
+                    f"Error while waiting for cancellation: waiting for {go_quote(cancel_file)}: "
+                    f"{path_error('stat', cancel_file, exc)}"
+                )
+                return
+            if cancelled:
+                self.run_ctx.cancel()
+
+        check()
+        self.runner.while_running.append(check)
 
     def _write_post(self, failed: bool) -> None:
         if self.cfg.post_file:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from entrypoint._internal.context import Context
 
 PIPE_GRACE = 2.0
+# How often the ``while_running`` callbacks run (the cancel file's check: a stat).  Tekton's own
+# waiter re-checks once a second; the kubelet updates the downward volume less often still.
+WATCH_INTERVAL = 0.1
 
 # Signals Go names in exec.ExitError texts ("signal: interrupt"); only used in messages.
 _GO_SIGNAL_NAMES = {
@@ -100,8 +103,10 @@ class ProcessRunner:
         self.stderr_path = stderr_path
         self.env = env
         self.hermetic = hermetic
-        # Called right after the child starts, when this thread goes idle (see cli.py).
-        self.on_spawn: Callable[[], object] | None = None
+        # Called right after the child starts, when this thread goes idle: work started earlier
+        # on another thread would compete with this one for the GIL while it starts the child.
+        self.when_idle: list[Callable[[], object]] = []
+        self.while_running: list[Callable[[], object]] = []
 
     def run(self, ctx: Context, args: list[str]) -> None:
         if not args:
@@ -151,8 +156,8 @@ class ProcessRunner:
                     if p is not None:
                         os.close(p[1])
             pid_box.append(pid)
-            if self.on_spawn is not None:
-                self.on_spawn()
+            for hook in self.when_idle:
+                hook()
             for fd, file in ((1, out_file), (2, err_file)):
                 pipe = pipes[fd]
                 if pipe is not None and file is not None:
@@ -165,7 +170,7 @@ class ProcessRunner:
                     os.killpg(pid, signal.SIGKILL)
 
             ctx.on_done(kill_group)
-            status = _wait(pid)
+            status = _wait(pid, self.while_running)
             for t in copiers:
                 t.join(PIPE_GRACE)
         finally:
@@ -198,41 +203,55 @@ class ProcessRunner:
             raise StartError(f"fork/exec {path}: {errno_text(exc.errno)}") from exc
 
 
-def _wait(pid: int) -> int:
-    """Wait for the child while staying responsive to signals.
+def _wait(pid: int, watches: list[Callable[[], object]]) -> int:
+    """Wait for the child while staying responsive to signals, running ``watches`` every
+    ``WATCH_INTERVAL`` seconds.
 
-    The kernel may deliver a signal meant for the entrypoint to any of its threads (the cancel
-    watcher, the tee copiers, ...).  Python runs handlers on the main thread only, so a main thread
-    blocked in waitpid would not notice a signal another thread received, and it would never be
-    forwarded.  So the main thread sleeps on the signal wakeup fd (written whichever thread the
+    The kernel may deliver a signal meant for the entrypoint to any of its threads (the tee
+    copiers, the signer's prefetch, ...).  Python runs handlers on the main thread only, so a main
+    thread blocked in waitpid would not notice a signal another thread received, and it would never
+    be forwarded.  So the main thread sleeps on the signal wakeup fd (written whichever thread the
     signal lands on) and on a pidfd for the child, and reaps only once the child has exited.
     """
+    import time
+
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         previous_wakeup = signal.set_wakeup_fd(wake_w)
     except ValueError:  # not the main thread: nobody forwards signals here anyway
         os.close(wake_r)
         os.close(wake_w)
-        return os.waitpid(pid, 0)[1]
+        wake_r = wake_w = -1
     try:
         try:
             pidfd: int | None = os.pidfd_open(pid)
         except OSError:
             pidfd = None  # kernels before 5.3: poll for the exit
-        fds = [wake_r] if pidfd is None else [wake_r, pidfd]
+        if wake_r < 0 and pidfd is None and not watches:
+            return os.waitpid(pid, 0)[1]
+        fds = [fd for fd in (wake_r, pidfd) if fd is not None and fd >= 0]
+        timeout = None if pidfd is not None else 0.05
+        if watches:
+            timeout = min(timeout or WATCH_INTERVAL, WATCH_INTERVAL)
+        next_watch = time.monotonic() + WATCH_INTERVAL
         while True:
-            ready, _, _ = select.select(fds, [], [], None if pidfd is not None else 0.05)
-            if wake_r in ready:
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if wake_r >= 0 and wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
                         pass
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == pid:
                 return status
+            if watches and time.monotonic() >= next_watch:
+                for watch in watches:
+                    watch()
+                next_watch = time.monotonic() + WATCH_INTERVAL
     finally:
-        signal.set_wakeup_fd(previous_wakeup)
-        os.close(wake_r)
-        os.close(wake_w)
+        if wake_r >= 0:
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_r)
+            os.close(wake_w)
         if pidfd is not None:
             os.close(pidfd)
 

@@ -6,6 +6,7 @@ time: the modules that use these names import this one only for type checking.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from entrypoint._internal.context import Context
@@ -27,6 +28,13 @@ class Waiter(Protocol):
 
 
 class Runner(Protocol):
+    """Runs the step's command; ``when_idle`` callbacks run once the command has started and the
+    calling thread has nothing left to do but wait for it, ``while_running`` ones every
+    ``WATCH_INTERVAL`` seconds until it ends (on that thread: a watch needs no thread of its own)."""
+
+    when_idle: list[Callable[[], object]]
+    while_running: list[Callable[[], object]]
+
     def run(self, ctx: Context, args: list[str]) -> None: ...
 
 

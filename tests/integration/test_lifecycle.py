@@ -197,16 +197,17 @@ def test_signals_are_forwarded_to_the_child_process_group(root: TektonRoot) -> N
 
 def test_signal_delivered_to_another_thread_is_still_forwarded(root: TektonRoot) -> None:
     # The kernel may hand a process-directed signal to any thread; Python handles it on the main
-    # thread only.  Aim SIGTERM at the cancel watcher thread itself: it must still reach the child.
+    # thread only.  Aim SIGTERM at a tee thread (copying the output to -stdout_path) itself: it
+    # must still reach the child.
     import ctypes
     import os
 
     script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
-    proc = root.popen([*root.step_args(0), *sh(script)])
+    proc = root.popen([*root.step_args(0), "-stdout_path", str(root / "teed"), *sh(script)])
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
-    assert others, "expected the entrypoint to run a second thread (the cancel watcher)"
+    assert others, "expected the entrypoint to run a second thread (a tee copier)"
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.tgkill(proc.pid, others[0], signal.SIGTERM) == 0
     out, _ = proc.communicate(timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,6 @@ class FakeWaiter:
         self.error = error
 
     def wait(self, ctx: Context, file: str, expect_content: bool, breakpoint_on_failure: bool) -> None:
-        if file.endswith("cancel"):
-            ctx.wait()  # the cancel watcher: block until the run ends
-            return
         self.waited.append(file)
         if self.error is not None and file:
             raise self.error
@@ -42,8 +40,12 @@ class FakeRunner:
         self.args: list[str] | None = None
         self.deadline: float | None = None
         self.write = write or {}
+        self.when_idle: list[Callable[[], object]] = []
+        self.while_running: list[Callable[[], object]] = []
 
     def run(self, ctx: Context, args: list[str]) -> None:
+        for hook in self.when_idle:
+            hook()
         self.args = args
         self.deadline = ctx.deadline
         for path, content in self.write.items():
