@@ -45,6 +45,12 @@ unit: lock-check $(STAMP)
 integration: lock-check $(STAMP)
 	$(BIN)/pytest -q -ra tests/integration
 
+# The integration suite, development install and executable, RUNS times in a row, every core
+# kept busy by another process (tools/stress.py).
+RUNS ?= 5
+stress: lock-check binary
+	$(BIN)/python tools/stress.py --runs $(RUNS)
+
 # BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.
 BACKEND ?= spire
 demo: $(STAMP)
