@@ -434,6 +434,14 @@ def bench_entrypoint_image(runs: int, cmds: dict[str, list[str]]) -> None:
     bench_image(runs, cmds)
 
 
+def bench_go_pair(runs: int, cmds: dict[str, list[str]]) -> None:
+    """The executable beside Tekton's Go entrypoint, on tmpfs and on disk (tools/bench_go.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_go
+
+    bench_go.bench_go_pair(runs, cmds)
+
+
 SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "true-step": bench_true_step,
     "chain": bench_chain,
@@ -443,6 +451,7 @@ SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "sa-token": bench_sa_token,
     "binary": bench_binary,
     "image": bench_entrypoint_image,
+    "go-pair": bench_go_pair,
 }
 
 

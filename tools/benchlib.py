@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 class Sample:
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float = 0.0  # user + system time of the process and its children
 
 
 def rusage_helper() -> str | None:
@@ -45,7 +46,7 @@ def spawn(argv: Sequence[str], env: dict[str, str] | None = None, rusage: str | 
     quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
     start = time.perf_counter()
     pid = os.posix_spawn(argv[0], list(argv), environ, file_actions=quiet)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{list(argv)} exited with {os.waitstatus_to_exitcode(status)}")
@@ -58,7 +59,7 @@ def spawn(argv: Sequence[str], env: dict[str, str] | None = None, rusage: str | 
         os.waitpid(pid, 0)
         with os.fdopen(r) as f:
             peak = int(f.read().strip() or -1)
-    return Sample(elapsed, peak)
+    return Sample(elapsed, peak, usage.ru_utime + usage.ru_stime)
 
 
 def fmt_ms(values: Sequence[float]) -> str:

@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds, per run")
     parser.add_argument("--no-executable", action="store_true", help="only the development install")
+    parser.add_argument("--binary", type=Path, default=REPO / "dist" / "bin" / "entrypoint")
     parser.add_argument("pytest_args", nargs="*", default=["tests/integration"])
     ns = parser.parse_args(argv)
     targets: list[tuple[str, dict[str, str]]] = [("development install", {})]
     if not ns.no_executable:
-        binary = REPO / "dist" / "bin" / "entrypoint"
+        binary = ns.binary.resolve()
         if not binary.exists():
             print(f"stress: {binary} is missing: run `make binary` first", file=sys.stderr)
             return 2
