@@ -48,7 +48,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lock as lockfile  # tools/lock.py: the script's own folder is first on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/lock.py, however this is loaded
+import lock as lockfile
 from lock import Pin
 
 REPO = Path(__file__).resolve().parent.parent

@@ -85,8 +85,9 @@ class WorkloadAPIServer:
     """A Workload API on ``socket_path`` that hands out X509-SVIDs for ``spiffe_id`` issued by ``ca``.
 
     ``deny_for``: for that many seconds after :meth:`start`, answer ``PERMISSION_DENIED "no identity
-    issued"``.  ``down``: accept connections but answer ``UNAVAILABLE`` to every call (an unhealthy
-    agent); never starting the server simulates an absent agent instead.  ``svid_key_type`` and
+    issued"``; ``deny_first``: likewise for the first that many calls, however late they come.
+    ``down``: accept connections but answer ``UNAVAILABLE`` to every call (an unhealthy agent);
+    never starting the server simulates an absent agent instead.  ``svid_key_type`` and
     ``intermediate`` shape the served SVID as in :meth:`TestCA.issue_svid`.
     """
 
@@ -97,6 +98,7 @@ class WorkloadAPIServer:
         spiffe_id: str,
         *,
         deny_for: float = 0.0,
+        deny_first: int = 0,
         svid_ttl: datetime.timedelta = datetime.timedelta(hours=1),
         down: bool = False,
         svid_key_type: str = "ec-p256",
@@ -111,6 +113,7 @@ class WorkloadAPIServer:
         self._socket_path = path
         self.ca = ca
         self.deny_for = deny_for
+        self.deny_first = deny_first
         self.down = down
         self._lock = threading.Lock()
         self._spiffe_id = spiffe_id
@@ -224,14 +227,14 @@ class WorkloadAPIServer:
 
     # -- the calls -------------------------------------------------------------------------------------
 
-    def _admit(self, context: Any) -> None:
+    def _admit(self, context: Any, call: int = 0) -> None:
         """Reject the call as SPIRE would; ``context.abort`` raises, ending the handler."""
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "workload API is unavailable (agent unhealthy)")
         values = [value for key, value in context.invocation_metadata() if key == HEADER_KEY]
         if values != [HEADER_VALUE]:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "security header missing from request")
-        if time.monotonic() - self._started_at < self.deny_for:
+        if time.monotonic() - self._started_at < self.deny_for or 0 < call <= self.deny_first:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
 
     def _current_svid_locked(self) -> Svid:
@@ -256,7 +259,8 @@ class WorkloadAPIServer:
     def _fetch_x509_svid(self, context: Any) -> Iterator[workload_pb2.X509SVIDResponse]:
         with self._lock:
             self._calls += 1
-        self._admit(context)
+            call = self._calls
+        self._admit(context, call)
 
         def response(svid: Svid) -> workload_pb2.X509SVIDResponse:
             return workload_pb2.X509SVIDResponse(
