@@ -183,19 +183,76 @@ def _remove_stale(dst_dir: str, keep: str) -> None:
 
 
 def _copy_tree(src: str, dst: str) -> None:
-    import shutil
+    """Copy the bundle: directories and links first, then the files on two threads (the
+    copies run in the kernel, without the GIL), each file created with its final mode and
+    filled by copy_file_range(2).  ~650 files: per-file costs, not bytes, dominate."""
+    import threading
 
     os.chmod(dst, 0o755)  # noqa: S103 (mkdtemp made it 0700; every step's user reads it)
-    for entry in os.scandir(src):
-        target = os.path.join(dst, entry.name)
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-        elif entry.is_dir():
-            os.mkdir(target)
-            _copy_tree(entry.path, target)
-        else:
-            shutil.copyfile(entry.path, target)  # sendfile(2): no copying through Python
-            os.chmod(target, stat.S_IMODE(entry.stat().st_mode))
+    files: list[tuple[str, str, int, int]] = []
+    todo = [(src, dst)]
+    while todo:
+        here, there = todo.pop()
+        for entry in os.scandir(here):
+            target = os.path.join(there, entry.name)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            elif entry.is_dir():
+                os.mkdir(target)
+                os.chmod(target, 0o755)  # noqa: S103 (whatever the umask; every step's user reads it)
+                todo.append((entry.path, target))
+            else:
+                st = entry.stat()
+                files.append((entry.path, target, stat.S_IMODE(st.st_mode), st.st_size))
+    # Two halves of about equal size: a few large libraries weigh most.
+    files.sort(key=lambda f: f[3], reverse=True)
+    halves: tuple[list[tuple[str, str, int, int]], ...] = ([], [])
+    weight = [0, 0]
+    for f in files:
+        i = 0 if weight[0] <= weight[1] else 1
+        halves[i].append(f)
+        weight[i] += f[3] + 65536  # a file's own cost, beyond its bytes
+    failed: list[BaseException] = []
+
+    def copy_all(batch: list[tuple[str, str, int, int]]) -> None:
+        try:
+            for source, target, mode, _ in batch:
+                _copy_file(source, target, mode)
+        except BaseException as exc:
+            failed.append(exc)
+
+    helper = threading.Thread(target=copy_all, args=(halves[1],), name="copy", daemon=True)
+    helper.start()
+    copy_all(halves[0])
+    helper.join()
+    if failed:
+        raise failed[0]
+
+
+def _copy_file(source: str, target: str, mode: int) -> None:
+    import errno
+
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # Created with its final mode, whatever the umask, and never over an existing file.
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(dst, mode)
+            try:
+                while os.copy_file_range(src, dst, 1 << 30):
+                    pass
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                os.lseek(src, 0, os.SEEK_SET)
+                os.lseek(dst, 0, os.SEEK_SET)
+                os.ftruncate(dst, 0)
+                while os.sendfile(dst, src, None, 1 << 30):
+                    pass
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def _replace_dir(new: str, path: str) -> None:
