@@ -784,8 +784,9 @@ def test_api_server_failure_fails_the_signing_clearly(
     for expected in FAULTS[mode][1]:
         assert expected in p.stderr, p.stderr
     assert_no_secrets(p, failed.caller_token)
-    # Bounded: the budget, the signer's late attempt, process start-up (10 processes on 2 cores).
-    assert failed.elapsed < 1 + LATE_ATTEMPT + 4
+    # Bounded: the budget, the signer's late attempt, process start-up (10 processes on 2 cores,
+    # which a loaded machine slows by seconds), and well short of the signer's 30 s prefetch cap.
+    assert failed.elapsed < 1 + LATE_ATTEMPT + 15
     root = failed.root
     assert post_file(root).exists() and not post_file(root, failed=True).exists()
     assert exit_code_file(root).read_text() == "0"
