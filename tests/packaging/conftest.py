@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -24,6 +27,16 @@ def built() -> Path:
     if not (exe.is_file() and (DIST / RUNTIME_DIR / "python._pth").is_file()):
         pytest.fail(f"{DIST} is missing or incomplete: run `make binary` first")
     return exe
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of tools/ as a module (tools/ is no package): for testing its checks directly."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def base_env(**extra: str) -> dict[str, str]:

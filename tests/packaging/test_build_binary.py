@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.packaging.conftest import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def bb() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_binary", REPO / "tools" / "build_binary.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_binary"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("build_binary")
 
 
 PACKAGE_FILES = """\

@@ -3,7 +3,6 @@ hash-checked, and a newer release on the index never displaces a locked one."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -12,18 +11,15 @@ from types import ModuleType
 
 import pytest
 
+from tests.packaging.conftest import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / "build" / "binary" / "wheels"
 
 
 @pytest.fixture(scope="module")
 def lock() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lock", REPO / "tools" / "lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lock"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("lock")
 
 
 def copy_project(tmp_path: Path) -> tuple[Path, Path]:
