@@ -5,13 +5,19 @@ Layout (copy ``dist/bin/`` anywhere and it keeps working; ``entrypoint init``/``
     dist/bin/entrypoint                   a tiny static launcher (tools/launcher.c)
     dist/bin/entrypoint-runtime/
         ld-linux-x86-64.so.2              glibc's dynamic loader, run explicitly by the launcher
-        lib/                              the shared libraries the interpreter and extensions need
+        lib/                              the shared libraries the interpreter and extensions need,
+                                          and every extension module (named by its module name)
         python, python._pth               Debian's CPython 3.11 and its isolated sys.path
-        stdlib/, site-packages/           byte-code (no sources) of what a plain or signed step
-                                          imports, and packages with compiled extensions or data
-        stdlib.zip, site-packages.zip     the rest of the byte-code, compressed
-        lib-dynload/                      the standard library's extension modules we keep
-        licenses/, MANIFEST               Debian copyright files; what went in, with versions
+        modules.pack                      the byte-code (no sources) of the standard library and
+                                          the dependencies, in one file, and an index of every
+                                          module (``pack_byte_code``)
+        stdlib/encodings/__init__.pyc     the one module imported before the pack can be read; it
+                                          installs the pack's importer (``install_importer``)
+        site-packages/                    data files (CA roots, the CEL grammar) in their packages'
+                                          directories
+        site-packages.zip                 packages that read their data through importlib.resources
+                                          (tzdata: ~600 files), and the distributions' metadata
+        LICENSES, MANIFEST                Debian copyright files; what went in, with versions
 
 Why not PyInstaller: a onedir build starts a ``/bin/true`` step in ~60 ms (its bootloader unpacks
 nothing, but imports through its archive reader and sets ``LD_LIBRARY_PATH``/``_PYI_*`` variables
@@ -32,8 +38,10 @@ build): a rebuild needs no network.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -51,6 +59,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/lock.py, however this is loaded
 import lock as lockfile
 from lock import Pin
+
+from entrypoint._internal import packimport  # the pack's format (and, embedded, its importer)
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "binary"
@@ -86,24 +96,33 @@ DEBS = (
 STDLIB_DROP = {
     "ensurepip", "venv", "pydoc_data", "sqlite3", "dbm", "curses", "turtledemo", "idlelib",
     "tkinter", "lib2to3", "distutils", "test", "site-packages", "dist-packages",
-    "turtle.py", "EXTERNALLY-MANAGED", "sitecustomize.py",
+    "turtle.py", "EXTERNALLY-MANAGED", "sitecustomize.py", "architecture.rst", "LICENSE.txt",
 }  # fmt: skip
 # Extension modules that need libraries we do not ship, that only serve CPython's own tests, that
 # decode East Asian legacy encodings (1 MB) which nothing in a step's entrypoint reads, or that
 # only speed up what nothing of ours uses (decimal falls back to _pydecimal; lzma and bz2 serve
-# archives; the three with their libraries take 1 MB).
+# archives; the three with their libraries take 1 MB).  Nor does anything of ours (or of the
+# dependencies) import multiprocessing, mmap, resource, termios or cProfile: each file costs
+# Tekton's init container 0.1-1 ms on a disk (``pack_byte_code``).
 DYNLOAD_DROP = re.compile(
     r"^(_test\w*|_ctypes_test|xx\w*|_xxsubinterpreters|_xxtestfuzz|_curses\w*|_dbm|_gdbm|_sqlite3"
     r"|readline|nis|ossaudiodev|audioop|_crypt|_tkinter|spwd|_codecs_\w+|_multibytecodec"
-    r"|_decimal|_lzma|_bz2)\."
+    r"|_decimal|_lzma|_bz2|_multiprocessing|_posixshmem|mmap|resource|termios|_lsprof)\."
 )
 # Optional extras that a dependency would pick up silently if they were present (httpx imports
 # zstandard and brotli when installed): nothing of ours uses them.  cffi and pycparser only build
 # C bindings: cryptography's compiled bindings need no more than the _cffi_backend module.
 PACKAGES_DROP = {"zstandard", "brotli", "brotlicffi", "grpc_tools", "h2", "socksio", "bin", "cffi",
                  "pycparser"}  # fmt: skip
-# Packages whose data files are read through importlib.resources or pkgutil, which read zips too.
+# Packages whose data files are read through importlib.resources or pkgutil, which read zips too:
+# they stay in a zip (tzdata's data are ~600 files), with the distributions' metadata.
 ZIP_SAFE_DATA = {"tzdata", "lark"}
+# The byte-code pack and its importer, entrypoint/_internal/packimport.py (``install_importer``).
+PACK = "modules.pack"
+PACK_ROOTS = ("stdlib", "site-packages", "lib")  # where the pack's modules are named
+FINDER = "_entrypoint_packimport"
+# The one module imported before the pack can be read: it stays a file.
+BEFORE_PACK = {"stdlib/encodings/__init__.pyc"}
 
 
 def log(message: str) -> None:
@@ -579,55 +598,131 @@ def top_name(entry: Path) -> str:
     return entry.name if entry.is_dir() else entry.name.split(".", 1)[0]
 
 
-def needs_directory(entry: Path) -> bool:
-    """Whether a top-level module or package must stay in a directory: zipimport cannot load
-    compiled extensions, and packages that open their data files by path (certifi's CA file, the
-    CEL grammar) cannot read them from a zip."""
-    if not entry.is_dir():
-        return entry.suffix == ".so"
-    if entry.name in ZIP_SAFE_DATA:
-        return any(entry.rglob("*.so"))
-    return any(p.is_file() and p.suffix not in (".py", ".pyc") for p in entry.rglob("*"))
-
-
 def is_namespace(entry: Path) -> bool:
     return entry.is_dir() and not any((entry / f"__init__.{ext}").exists() for ext in ("py", "pyc"))
 
 
-def split_hot_cold(runtime: Path, hot: set[str]) -> list[str]:
-    """Keep what a step imports (and what cannot be zipped) as files; zip the rest.
+def module_name(relative: Path) -> tuple[str, bool]:
+    """The module a byte-code file under a path entry holds, and whether it is a package."""
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
 
-    A zip on sys.path costs nothing until an import misses every directory before it; then
-    zipimport reads its whole directory (~3 ms per thousand entries, in Python).  Directories of
-    .pyc files cost one stat per import but take 2-3 times the space of a compressed zip.  So the
-    modules a plain or signed step imports stay files, and the ~70% of the byte-code that only
-    CEL, gRPC, httpx and the helpers use is compressed."""
-    path = ["stdlib", "lib-dynload", "site-packages"]
-    for name in ("stdlib", "site-packages"):
-        tree = runtime / name
-        cold = runtime / f"{name}.cold"
-        todo = [(entry, top_name(entry)) for entry in sorted(tree.iterdir())]
-        while todo:
-            entry, top = todo.pop()
-            if entry.name.endswith(".dist-info"):
-                cold_entry = True
-            elif is_namespace(entry) and needs_directory(entry):
-                # A namespace package (google) may be split: its portions are found on every
-                # path entry, so google/_upb stays a directory while google/protobuf is zipped.
-                todo += [(child, top) for child in sorted(entry.iterdir())]
+
+def zip_cold_data(runtime: Path) -> list[str]:
+    """The packages of ZIP_SAFE_DATA and the distributions' metadata into ``site-packages.zip``:
+    everything else is byte-code for the pack, or files that stay where they are."""
+    tree = runtime / "site-packages"
+    cold = runtime / "site-packages.cold"
+    for entry in sorted(tree.iterdir()):
+        zipped = top_name(entry) in ZIP_SAFE_DATA and not any(entry.rglob("*.so"))
+        if zipped or entry.name.endswith(".dist-info"):
+            cold.mkdir(exist_ok=True)
+            entry.rename(cold / entry.name)
+    zip_tree(cold, runtime / "site-packages.zip")
+    # The pack's index names every other module; the interpreter finds encodings in stdlib/.
+    return ["stdlib", "site-packages.zip"]
+
+
+def pack_byte_code(runtime: Path, hot: set[str]) -> tuple[int, int, int]:
+    """All byte-code under stdlib/ and site-packages/ (but BEFORE_PACK) into one file, PACK, and
+    every compiled extension module into lib/ (``lib/<module name><suffix>``), all named by
+    PACK's index and found by entrypoint/_internal/packimport.py (which ``encodings`` installs:
+    ``install_importer``).
+
+    On a disk, Tekton's init container pays for every file and directory it copies (0.1-1 ms
+    each on this project's VM, depending on the journal's state, against ~0.3 ms per MB): ~1000
+    small files in ~100 directories cost it several times what their bytes do.  Reading a module
+    from the pack is one pread instead of FileFinder's stat, open, fstat, read and close.  The
+    modules of ``hot`` packages (what a plain or signed step imports, and ``init``) are stored as
+    they are; the rest (~70%: CEL, gRPC's helpers, HTTP, most of the standard library) is
+    compressed, as the zips held it.
+
+    What is neither byte-code nor an extension (data files) stays in its package's directory,
+    which is the package's ``__path__``; directories left empty are removed (the importer's
+    ``importlib.resources`` still shows the directories of the packages it names).  Returns the
+    number of modules stored as they are, compressed, and of extension modules."""
+    rows: list[tuple[str, int, int, bytes]] = []
+    lib = PACK_ROOTS.index("lib")
+    sources = [("stdlib", runtime / "stdlib"), ("site-packages", runtime / "site-packages"),
+               ("lib-dynload", runtime / "lib-dynload")]  # fmt: skip
+    namespaces: list[tuple[int, str]] = []
+    for root_name, root in sources:
+        number = PACK_ROOTS.index(root_name) if root_name in PACK_ROOTS else lib
+        namespaces += [
+            (number, ".".join(d.relative_to(root).parts)) for d in root.rglob("*") if is_namespace(d)
+        ]
+        for so in sorted(root.rglob("*.so")):
+            relative = so.relative_to(root)
+            stem, suffix = so.name.split(".", 1)
+            name = ".".join((*relative.parent.parts, stem))
+            so.rename(runtime / "lib" / (name + "." + suffix))
+            rows.append((name, lib, packimport.EXTENSION, ("." + suffix).encode()))
+        for pyc in sorted(root.rglob("*.pyc")):
+            relative = pyc.relative_to(root)
+            if f"{root_name}/{relative.as_posix()}" in BEFORE_PACK:
                 continue
-            else:
-                cold_entry = top not in hot and not needs_directory(entry)
-            if cold_entry:
-                target = cold / entry.relative_to(tree)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                entry.rename(target)
-        zip_tree(cold, runtime / f"{name}.zip")
-        path.append(f"{name}.zip")
-        for source in tree.rglob("*.py"):
-            if source.with_suffix(".pyc").exists():
-                source.unlink()
-    return path
+            name, package = module_name(relative)
+            data = pyc.read_bytes()
+            if data[:4] != importlib.util.MAGIC_NUMBER or data[4:8] != b"\1\0\0\0":
+                raise SystemExit(f"build_binary: {pyc} is not unchecked-hash byte-code of this Python")
+            flags = packimport.PACKAGE if package else 0
+            if name.split(".")[0] not in hot:
+                flags |= packimport.ZLIB
+            rows.append((name, number, flags, data[16:]))
+            pyc.unlink()
+        for source in root.rglob("*.py"):
+            source.unlink()  # compiled and packed above (compileall fails on what it cannot compile)
+    names = {name for name, *_ in rows}
+    for number, name in namespaces:  # those that hold modules: the dirs of data files are not
+        if any(n.startswith(name + ".") for n in names):
+            rows.append((name, number, packimport.NAMESPACE, b""))
+    try:
+        packimport.write(str(runtime / PACK), PACK_ROOTS, rows)
+    except ValueError as exc:  # an extension module and byte-code of the same name
+        raise SystemExit(f"build_binary: {exc}") from None
+    for _, root in sources:
+        for d in sorted([root, *root.rglob("*")], reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    code = [flags for _, _, flags, _ in rows if not flags & (packimport.EXTENSION | packimport.NAMESPACE)]
+    raw = sum(1 for flags in code if not flags & packimport.ZLIB)
+    return raw, len(code) - raw, sum(1 for _, _, flags, _ in rows if flags & packimport.EXTENSION)
+
+
+def install_importer(runtime: Path, stdlib: Path) -> None:
+    """Make the standard library's ``encodings`` package install the pack's importer first.
+
+    The interpreter imports ``encodings`` while it starts, in every mode (before ``site``, ``-c``
+    code, ``-m``, whether the launcher runs the entrypoint or the bare interpreter for a helper)
+    and from a file: so a few lines after its docstring run the importer's byte-code, compiled
+    above and embedded in them (no file of its own to open at every start), and install it
+    before ``encodings`` imports anything else."""
+    finder = stdlib / f"{FINDER}.pyc"
+    code = finder.read_bytes()[16:]
+    finder.unlink()
+    finder.with_suffix(".py").unlink()
+    encodings = stdlib / "encodings" / "__init__.py"
+    source = encodings.read_text()
+    docstring = ast.parse(source).body[0]
+    if not (isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)):
+        raise SystemExit(f"build_binary: {encodings} no longer starts with its docstring")
+    lines = source.splitlines(keepends=True)
+    assert docstring.end_lineno is not None
+    prologue = (
+        "\n# Added by signed-entrypoint's tools/build_binary.py: the bundle's byte-code is one file,\n"
+        f"# {PACK}, served from here on by entrypoint/_internal/packimport.py (its byte-code).\n"
+        "def _entrypoint_pack():\n"
+        "    import marshal, sys\n"
+        f"    module = sys.modules[{FINDER!r}] = type(sys)({FINDER!r})\n"
+        f"    exec(marshal.loads({code!r}), module.__dict__)\n"
+        f"    module.install(__file__.rsplit('/', 3)[0] + '/{PACK}')\n"
+        "_entrypoint_pack()\n"
+        "del _entrypoint_pack\n"
+    )
+    encodings.write_text("".join([*lines[: docstring.end_lineno], prologue, *lines[docstring.end_lineno :]]))
+    compile_pyc(runtime, [encodings])
 
 
 def assemble(stage: Path, debroot: Path, site: Path) -> list[str]:
@@ -643,13 +738,18 @@ def assemble(stage: Path, debroot: Path, site: Path) -> list[str]:
     extensions = sorted(runtime.rglob("*.so"))
     strip(p for p in extensions if "lib-dynload" not in p.parts)
     libs = copy_libraries(debroot, [runtime / "python", *extensions], runtime / "lib")
+    shutil.copyfile(REPO / "entrypoint" / "_internal" / "packimport.py", stdlib / f"{FINDER}.py")
     compile_pyc(runtime, [stdlib, packages])
-    # Until split_hot_cold, the sources stay and everything is a directory.
+    install_importer(runtime, stdlib)
+    # Until pack_byte_code, the sources stay, everything is a directory and the pack is empty.
     (runtime / "python._pth").write_text("stdlib\nlib-dynload\nsite-packages\n")
-    licenses = runtime / "licenses"
-    licenses.mkdir()
-    for copyright_file in sorted(debroot.glob("usr/share/doc/*/copyright")):
-        shutil.copyfile(copyright_file, licenses / copyright_file.parent.name)
+    packimport.write(str(runtime / PACK), PACK_ROOTS, [])
+    # One file: Debian's copyright files and Python's license.
+    texts = [(f"{c.parent.name} (/usr/share/doc/{c.parent.name}/copyright)", c.read_text())
+             for c in sorted(debroot.glob("usr/share/doc/*/copyright"))]  # fmt: skip
+    python_license = debroot / "usr/lib/python3.11/LICENSE.txt"
+    texts.append(("CPython 3.11 (/usr/lib/python3.11/LICENSE.txt)", python_license.read_text()))
+    (runtime / "LICENSES").write_text("".join(f"==> {name} <==\n{text.rstrip()}\n\n" for name, text in texts))
     return libs
 
 
@@ -676,15 +776,18 @@ def imported_modules(launcher: Path, args: Sequence[str], root: Path) -> set[str
 
 
 def probe_steps(launcher: Path) -> set[str]:
-    """Run a plain step and a SPIRE-signed one (the test Workload API server of this repository
-    standing in for the agent) with the staged bundle, and see what they import."""
+    """Run Tekton's init (copying the staged bundle), a plain step and a SPIRE-signed one (the
+    test Workload API server of this repository standing in for the agent) with the staged
+    bundle, and see what they import."""
     with tempfile.TemporaryDirectory(prefix="probe", dir="/tmp") as tmp:
         root = Path(tmp)
         (root / "results").mkdir()
         (root / "results" / "r").write_text("v")
+        (root / "bin").mkdir()
+        hot = imported_modules(launcher, ["init", str(launcher), f"{tmp}/bin/entrypoint", "step-a"], root)
         common = ["-post_file", f"{tmp}/out", "-termination_path", f"{tmp}/termination", "-step_metadata_dir",
                   f"{tmp}/status", "-results", "r", "-entrypoint", "/bin/true", "--"]  # fmt: skip
-        hot = imported_modules(launcher, common, root)
+        hot |= imported_modules(launcher, common, root)
         sock = root / "agent.sock"
         agent = subprocess.Popen(
             [sys.executable, "-m", "entrypoint.testing.workload_api", "--socket", str(sock),
@@ -740,13 +843,17 @@ def tool_version(tool: str) -> str:
 
 
 def manifest(
-    runtime: Path, debs: Sequence[Deb], libs: Sequence[str], site: Path, build: Sequence[Pin]
-) -> None:
+    runtime: Path, debs: Sequence[Deb], libs: Sequence[str], site: Path, build: Sequence[Pin],
+    packed: tuple[int, int, int],
+) -> None:  # fmt: skip
     lines = ["# Debian bookworm packages: name, version, architecture, digest of the .deb, apt suite"]
     lines += [deb.line() for deb in debs]
     lines += ["", f"# Python distributions (wheels checked against {LOCK.name})"]
     lines += sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
     lines += ["", "# Shared libraries in lib/", *libs]
+    lines += ["", f"# Modules: {PACK} holds the byte-code of {packed[0]} as it is and of {packed[1]} "
+              f"compressed, and names the {packed[2]} extension modules in lib/; site-packages.zip "
+              f"holds {', '.join(sorted(ZIP_SAFE_DATA))} and the distributions' metadata"]  # fmt: skip
     lines += ["", "# Build tools", *(f"{p.name}=={p.version}" for p in build)]
     lines += [f"{tool}: {tool_version(tool)}" for tool in ("cc", "strip")]
     (runtime / "MANIFEST").write_text("\n".join(lines) + "\n")
@@ -760,7 +867,15 @@ def tree_size(tree: Path) -> tuple[int, int]:
 def smoke_test(launcher: Path) -> None:
     """The bundle imports what a step may need, from its own files only."""
     code = ("import entrypoint.cli, entrypoint._internal.signing.forked, cryptography.x509, "
-            "grpc, spiffe, httpx, jwt, celpy, ssl, ctypes, decimal; print('ok')")  # fmt: skip
+            "grpc, spiffe, httpx, jwt, celpy, ssl, ctypes, decimal, os, sys, zoneinfo, pendulum\n"
+            "assert type(entrypoint.__loader__).__name__ == 'PackFinder', entrypoint.__loader__\n"
+            "import certifi, celpy.celparser, importlib.metadata, grpc._cython.cygrpc as cy\n"
+            "assert os.path.isfile(certifi.where()) and celpy.celparser.CELParser()\n"  # data files
+            "assert zoneinfo.ZoneInfo('Europe/Paris') and pendulum.now().format('dddd', locale='de')\n"
+            "assert importlib.metadata.version('grpcio')\n"
+            "import yaml, re2, google.protobuf, google._upb._message, _cffi_backend, _ssl\n"  # extensions
+            "assert yaml.__with_libyaml__ and re2.compile('a+').match('aa')\n"
+            "print('ok')")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = run([launcher, "--python", "-I", "-S", "-c", code], cwd=Path(tmp))
     if out.strip() != "ok":
@@ -784,11 +899,13 @@ def main(argv: list[str] | None = None) -> int:
         libs = assemble(stage, debroot, site)
         runtime = stage / RUNTIME
         compile_launcher(stage / "entrypoint")
-        path = split_hot_cold(runtime, probe_steps(stage / "entrypoint"))
+        hot = probe_steps(stage / "entrypoint")
+        path = zip_cold_data(runtime)
+        packed = pack_byte_code(runtime, hot)
         # With python._pth next to the interpreter, CPython ignores PYTHONHOME, PYTHONPATH and
         # the rest of the environment, imports no site module and uses exactly these paths.
         (runtime / "python._pth").write_text("\n".join(path) + "\n")
-        manifest(runtime, debs, libs, site, lock["build"])
+        manifest(runtime, debs, libs, site, lock["build"], packed)
         normalise_modes(stage)
         smoke_test(stage / "entrypoint")
         if out.exists():

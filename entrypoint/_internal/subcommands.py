@@ -92,11 +92,9 @@ def copy_packaged(exe: str, dst: str) -> str:
     renamed into place, then the launcher likewise, so a launcher always finds a complete bundle
     (a restarted init container replaces it the same way, and first removes what a killed copy
     left: ``_remove_stale``).  Modes are the bundle's own (0755/0644, whatever the umask): steps
-    run as other users.
+    run as other users.  Once per pod, but on the pod's way to its first step: it imports
+    nothing that a step does not (no tempfile, no shutil but on failures).
     """
-    import shutil
-    import tempfile
-
     from entrypoint._internal.selfexec import RUNTIME_DIR
 
     if _same_file(dst, exe):
@@ -109,7 +107,7 @@ def copy_packaged(exe: str, dst: str) -> str:
     dst_runtime = os.path.join(dst_dir, RUNTIME_DIR)
     try:
         # Where Go would fail to open DST (a missing or read-only directory), fail as it does.
-        fd, tmp_exe = tempfile.mkstemp(prefix=f".{RUNTIME_DIR}.launcher.", dir=dst_dir)
+        fd, tmp_exe = _make_temporary(dst_dir, f".{RUNTIME_DIR}.launcher.", directory=False)
     except OSError as exc:
         raise SubcommandError(_os_error("open", dst, exc)) from exc
     try:
@@ -120,16 +118,18 @@ def copy_packaged(exe: str, dst: str) -> str:
 
             fcntl.flock(fd, fcntl.LOCK_EX)  # on our own temporary file: see _remove_stale
         _remove_stale(dst_dir, keep=tmp_exe)
-        if not _same_file(dst_runtime, src_runtime):
-            tmp = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.new.", dir=dst_dir)
+        os.fchmod(fd, 0o755)  # every step's user runs it
+        launcher = _Copy(exe, fd, 0, os.stat(exe).st_size)
+        if _same_file(dst_runtime, src_runtime):
+            _copy_files([launcher])
+        else:
+            _, tmp = _make_temporary(dst_dir, f".{RUNTIME_DIR}.new.", directory=True)
             try:
-                _copy_tree(src_runtime, tmp)
+                _copy_tree(src_runtime, tmp, also=launcher)  # the launcher's bytes on the way
                 _replace_dir(tmp, dst_runtime)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove_tree(tmp)
                 raise
-        shutil.copyfile(exe, tmp_exe)
-        os.chmod(tmp_exe, 0o755)  # noqa: S103 (every step's user runs it)
         os.rename(tmp_exe, dst)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -143,6 +143,33 @@ def copy_packaged(exe: str, dst: str) -> str:
     return f"Copied {exe} to {dst}"
 
 
+# tempfile's names (``_remove_stale`` recognises them): 8 of these characters after the prefix.
+_TEMPORARY_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _make_temporary(parent: str, prefix: str, directory: bool) -> tuple[int, str]:
+    """tempfile.mkstemp or mkdtemp (without importing tempfile, random and hashlib): a new file,
+    open read-write with mode 0600 (its descriptor is returned), or a new directory (-1).  The
+    directory's mode is 0755 less the umask: the bundle is public."""
+    for _ in range(100):
+        name = "".join(_TEMPORARY_CHARACTERS[b % len(_TEMPORARY_CHARACTERS)] for b in os.urandom(8))
+        path = os.path.join(parent, prefix + name)
+        try:
+            if directory:
+                os.mkdir(path, 0o755)  # every step's user reads the bundle
+                return -1, path
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(17, "No usable temporary name found", os.path.join(parent, prefix))
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _remove_stale(dst_dir: str, keep: str) -> None:
     """Delete what a copy killed half-way left in ``dst_dir`` (a bundle is ~64 MB): temporaries
     named as ``copy_packaged`` and ``_replace_dir`` name them (``.entrypoint-runtime.KIND.XXXXXXXX``),
@@ -150,20 +177,17 @@ def _remove_stale(dst_dir: str, keep: str) -> None:
     from before it creates its other temporaries until it is done: if one is locked, nothing is
     deleted."""
     import fcntl
-    import re
-    import shutil
 
-    from entrypoint._internal.selfexec import RUNTIME_DIR
-
-    prefix, random = rf"\.{re.escape(RUNTIME_DIR)}\.", r"[a-z0-9_]{8}"  # tempfile's names
-    launchers = re.compile(rf"{prefix}launcher\.{random}")
-    bundles = re.compile(rf"{prefix}(?:new\.|old\.)?{random}")  # without KIND: an earlier version's
     try:
         entries = list(os.scandir(dst_dir))
     except OSError:
         return
     for entry in entries:
-        if entry.name == os.path.basename(keep) or not launchers.fullmatch(entry.name) or entry.is_symlink():
+        if (
+            entry.name == os.path.basename(keep)
+            or _temporary_kind(entry.name) != "launcher"
+            or entry.is_symlink()
+        ):
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -178,69 +202,117 @@ def _remove_stale(dst_dir: str, keep: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
     for entry in entries:
-        if bundles.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+        # Without KIND: an earlier version's.
+        if _temporary_kind(entry.name) in ("new", "old", "") and entry.is_dir(follow_symlinks=False):
+            _remove_tree(entry.path)
 
 
-def _copy_tree(src: str, dst: str) -> None:
-    """Copy the bundle: directories and links first, then the files on two threads (the
-    copies run in the kernel, without the GIL), each file created with its final mode and
-    filled by copy_file_range(2).  ~650 files: per-file costs, not bytes, dominate."""
-    import threading
+def _temporary_kind(name: str) -> str | None:
+    """KIND of a temporary named ``.entrypoint-runtime.[KIND.]XXXXXXXX`` (tempfile's eight
+    characters), "" without one, None for any other name."""
+    from entrypoint._internal.selfexec import RUNTIME_DIR
 
-    os.chmod(dst, 0o755)  # noqa: S103 (mkdtemp made it 0700; every step's user reads it)
-    files: list[tuple[str, str, int, int]] = []
+    prefix = f".{RUNTIME_DIR}."
+    if not name.startswith(prefix):
+        return None
+    kind, _, suffix = name[len(prefix) :].rpartition(".")
+    if len(suffix) != 8 or suffix.strip(_TEMPORARY_CHARACTERS) or "." in kind:
+        return None
+    return kind
+
+
+class _Copy:
+    """One file to copy: source path, target (a path, or the descriptor of a file open for
+    writing), the mode to create it with, and its size."""
+
+    __slots__ = ("mode", "size", "source", "target")
+
+    def __init__(self, source: str, target: str | int, mode: int, size: int) -> None:
+        self.source, self.target, self.mode, self.size = source, target, mode, size
+
+
+def _umask() -> int:
+    mask = os.umask(0o777)  # the most restrictive while it is read: no thread runs yet
+    os.umask(mask)
+    return mask
+
+
+def _copy_tree(src: str, dst: str, also: _Copy | None = None) -> None:
+    """Copy the bundle into the new directory ``dst``: its directories and links first, then
+    its files (and ``also``) on two threads, largest first.  The bundle is ~50 files (the
+    byte-code is one pack: tools/build_binary.py), so its bytes, not per-file costs, dominate;
+    copy_file_range(2) moves them in the kernel, without the GIL, and without a chmod or a
+    stat per file unless the umask hides bits of the file's mode."""
+    mask = _umask()
+    if 0o755 & mask:
+        os.chmod(dst, 0o755)  # noqa: S103 (whatever the umask; every step's user reads it)
+    files = [] if also is None else [also]
     todo = [(src, dst)]
     while todo:
         here, there = todo.pop()
-        for entry in os.scandir(here):
-            target = os.path.join(there, entry.name)
-            if entry.is_symlink():
-                os.symlink(os.readlink(entry.path), target)
-            elif entry.is_dir():
-                os.mkdir(target)
-                os.chmod(target, 0o755)  # noqa: S103 (whatever the umask; every step's user reads it)
-                todo.append((entry.path, target))
-            else:
-                st = entry.stat()
-                files.append((entry.path, target, stat.S_IMODE(st.st_mode), st.st_size))
-    # Two halves of about equal size: a few large libraries weigh most.
-    files.sort(key=lambda f: f[3], reverse=True)
-    halves: tuple[list[tuple[str, str, int, int]], ...] = ([], [])
-    weight = [0, 0]
-    for f in files:
-        i = 0 if weight[0] <= weight[1] else 1
-        halves[i].append(f)
-        weight[i] += f[3] + 65536  # a file's own cost, beyond its bytes
+        with os.scandir(here) as entries:
+            for entry in entries:
+                target = os.path.join(there, entry.name)
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), target)
+                elif entry.is_dir():
+                    os.mkdir(target, 0o755)  # every step's user reads it
+                    if 0o755 & mask:
+                        os.chmod(target, 0o755)  # noqa: S103 (whatever the umask)
+                    todo.append((entry.path, target))
+                else:
+                    st = entry.stat()
+                    files.append(_Copy(entry.path, target, stat.S_IMODE(st.st_mode), st.st_size))
+    _copy_files(files, mask)
+
+
+def _copy_files(files: list[_Copy], mask: int = 0) -> None:
+    """Copy the files on two threads (the machine's cores; the copies run in the kernel), each
+    taking the largest file left: ``list.pop`` is atomic."""
+    import threading
+
+    files.sort(key=lambda f: f.size)
     failed: list[BaseException] = []
 
-    def copy_all(batch: list[tuple[str, str, int, int]]) -> None:
+    def work() -> None:
         try:
-            for source, target, mode, _ in batch:
-                _copy_file(source, target, mode)
+            while not failed:
+                try:
+                    job = files.pop()
+                except IndexError:
+                    return
+                _copy_file(job, mask)
         except BaseException as exc:
             failed.append(exc)
 
-    helper = threading.Thread(target=copy_all, args=(halves[1],), name="copy", daemon=True)
-    helper.start()
-    copy_all(halves[0])
-    helper.join()
+    helper = threading.Thread(target=work, name="copy", daemon=True) if len(files) > 1 else None
+    if helper is not None:
+        helper.start()
+    work()
+    if helper is not None:
+        helper.join()
     if failed:
         raise failed[0]
 
 
-def _copy_file(source: str, target: str, mode: int) -> None:
+def _copy_file(job: _Copy, mask: int) -> None:
     import errno
 
-    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    src = os.open(job.source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        # Created with its final mode, whatever the umask, and never over an existing file.
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        if isinstance(job.target, int):
+            dst = job.target
+        else:
+            # Created with its final mode (whatever the umask) and never over an existing file.
+            dst = os.open(job.target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, job.mode)
         try:
-            os.fchmod(dst, mode)
+            if job.mode & mask:
+                os.fchmod(dst, job.mode)
+            # The size listed, without a last call to see the end: the bundle does not change.
+            left = job.size
             try:
-                while os.copy_file_range(src, dst, 1 << 30):
-                    pass
+                while left > 0 and (n := os.copy_file_range(src, dst, left)):
+                    left -= n
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
@@ -250,7 +322,8 @@ def _copy_file(source: str, target: str, mode: int) -> None:
                 while os.sendfile(dst, src, None, 1 << 30):
                     pass
         finally:
-            os.close(dst)
+            if not isinstance(job.target, int):
+                os.close(dst)
     finally:
         os.close(src)
 
@@ -260,13 +333,10 @@ def _replace_dir(new: str, path: str) -> None:
     old bundle is first renamed away (nothing runs from /tekton/bin before the init container
     has finished), and deleted only once the new one is in place; if that fails, the old one is
     put back."""
-    import shutil
-    import tempfile
-
     from entrypoint._internal.selfexec import RUNTIME_DIR
 
     if os.path.isdir(path) and not os.path.islink(path):
-        old = tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}.old.", dir=os.path.dirname(path))
+        _, old = _make_temporary(os.path.dirname(path), f".{RUNTIME_DIR}.old.", directory=True)
         stale = os.path.join(old, "stale")
         try:
             os.rename(path, stale)
@@ -280,7 +350,7 @@ def _replace_dir(new: str, path: str) -> None:
                 os.rename(stale, path)
                 os.rmdir(old)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_tree(old)
         return
     if os.path.lexists(path):
         os.unlink(path)

@@ -36,12 +36,15 @@ def test_layout(built: Path) -> None:
     for rel, (mode, _) in files.items():
         is_dir = (built.parent / rel).is_dir()
         assert mode == (0o755 if is_dir or rel in programs else 0o644), rel
-    # Byte-code only, compiled in advance (a read-only root cannot cache it).
+    # Byte-code only, compiled in advance (a read-only root cannot cache it), and in one file but
+    # for the package the interpreter imports before it can read that file.
     assert not [rel for rel in files if rel.endswith(".py") or "__pycache__" in rel]
+    assert [rel for rel in files if rel.endswith(".pyc")] == [f"{RUNTIME_DIR}/stdlib/encodings/__init__.pyc"]
     assert sum(size for _, size in files.values()) < GO_ENTRYPOINT_BYTES
-    assert (runtime / "python._pth").read_text().split() == [
-        "stdlib", "lib-dynload", "site-packages", "stdlib.zip", "site-packages.zip"
-    ]  # fmt: skip
+    # Tekton's init container copies it into every pod: on a disk, each file and directory costs.
+    assert len(files) < 60, len(files)
+    # The pack's index names every module the zip does not hold (tools/build_binary.py).
+    assert (runtime / "python._pth").read_text().split() == ["stdlib", "site-packages.zip"]
 
 
 # -- init / cp ---------------------------------------------------------------------------------------
@@ -319,3 +322,42 @@ def test_the_dev_interpreter_is_not_what_runs(built: Path) -> None:
 def test_locales_without_locale_files(installed: Installed, lang: str) -> None:
     p = installed.run(step(installed.root, "/bin/true"), env=base_env(LANG=lang, LC_ALL=lang))
     assert p.returncode == 0, p.stderr
+
+
+# -- the byte-code pack (entrypoint/_internal/packimport.py) -----------------------------------------------
+
+
+def test_every_module_comes_from_the_bundle_s_index_in_the_bare_interpreter(installed: Installed) -> None:
+    """The helpers' interpreter (``--python -I -S``) has the pack too: ``encodings`` installs it."""
+    runtime = installed.exe.parent / RUNTIME_DIR
+    code = (
+        "import json, sys, certifi, cryptography.hazmat.bindings._rust as rust, google.protobuf, pendulum\n"
+        "import importlib.resources as r, entrypoint.cli\n"
+        "print(json.dumps(dict(loader=type(entrypoint.cli.__loader__).__name__,\n"
+        "    cli=entrypoint.cli.__file__, rust=rust.__file__, google=list(google.__path__),\n"
+        "    ca=certifi.where(), locale=r.files('pendulum.locales').joinpath('de').is_dir(),\n"
+        "    format=pendulum.datetime(2026, 12, 3).format('dddd', locale='de'), path=sys.path)))"
+    )
+    p = installed.run(["--python", "-I", "-S", "-c", code])
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["loader"] == "PackFinder"
+    assert out["cli"] == f"{runtime}/site-packages/entrypoint/cli.pyc"
+    assert out["rust"] == f"{runtime}/lib/cryptography.hazmat.bindings._rust.abi3.so"
+    assert out["google"] == [f"{runtime}/site-packages/google"]  # a namespace package, without a directory
+    assert out["ca"] == f"{runtime}/site-packages/certifi/cacert.pem"
+    assert Path(out["ca"]).is_file()
+    assert (out["locale"], out["format"]) == (True, "Donnerstag")
+    assert out["path"] == [f"{runtime}/stdlib", f"{runtime}/site-packages.zip"]
+
+
+def test_the_step_s_command_inherits_no_descriptor_of_the_pack(installed: Installed) -> None:
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    assert python is not None
+    code = (
+        "import os; fds = [f'/proc/self/fd/{n}' for n in range(3, 64)]; "
+        "print([os.readlink(fd) for fd in fds if os.path.lexists(fd)])"
+    )
+    p = installed.run(step(installed.root, python, "-c", code))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "[]\n"  # none of ours at all (the pack is opened close-on-exec)
