@@ -51,16 +51,19 @@ def bench_size(binary: Path) -> dict[str, float]:
     def part(pred: str) -> int:
         return sum(p.stat().st_size for p in files if p.match(pred))
 
+    c_libraries = [p for p in files if p.parent.name == "lib" and ".so." in p.name]
     print(f"\n(a) size of {bundle}")
     print(f"  {total:,} bytes ({total / 1e6:.1f} MB) in {len(files)} files   target < {GO_BYTES / 1e6} MB "
           "(Tekton's Go entrypoint with SPIRE)")  # fmt: skip
     parts = {
         "launcher": binary.stat().st_size,
         "interpreter + loader": part("python") + part("ld-linux-x86-64.so.2"),
-        "shared libraries (lib/)": sum(p.stat().st_size for p in files if p.parent.name == "lib"),
+        # lib/ holds the C libraries and, named by their module, the extension modules.
+        "C libraries (lib/*.so.N)": sum(p.stat().st_size for p in c_libraries),
         "extension modules (*.so)": part("*.so"),
+        "byte-code pack (modules.pack)": part("modules.pack"),
         "byte-code files (*.pyc)": part("*.pyc"),
-        "zips (cold byte-code)": part("*.zip"),
+        "zip (tzdata, lark, metadata)": part("*.zip"),
     }
     for name, size in parts.items():
         print(f"  {name:<28} {size / 1e6:6.1f} MB")
