@@ -7,15 +7,15 @@ import contextlib
 import os
 import sys
 
-from entrypoint._internal import options
-from entrypoint._internal.creds import CredentialFlags, copy_to_home
-from entrypoint._internal.entrypointer import Entrypointer, Fatal, StepConfig
 from entrypoint._internal.goflag import FlagSet
-from entrypoint._internal.layout import Layout
-from entrypoint._internal.log import log
-from entrypoint._internal.postwriter import FilePostWriter
-from entrypoint._internal.runner import ProcessRunner
-from entrypoint._internal.waiter import FileWaiter
+from entrypoint._internal.step import options
+from entrypoint._internal.step.creds import CredentialFlags, copy_to_home
+from entrypoint._internal.step.entrypointer import Entrypointer, Fatal, StepConfig
+from entrypoint._internal.step.layout import Layout
+from entrypoint._internal.step.log import log
+from entrypoint._internal.step.postwriter import FilePostWriter
+from entrypoint._internal.step.runner import ProcessRunner
+from entrypoint._internal.step.waiter import FileWaiter
 from entrypoint.errors import (
     ChildExitError,
     ContextCanceled,
@@ -33,8 +33,8 @@ from entrypoint.errors import (
 # each import at start-up.  Everything else is imported where a feature needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from entrypoint._internal.seams import Waiter
-    from entrypoint._internal.when import WhenExpression
+    from entrypoint._internal.step.seams import Waiter
+    from entrypoint._internal.step.when import WhenExpression
 
 EXIT_CANCELLED = 9  # Tekton exits with SIGKILL's number when a step is cancelled
 
@@ -95,7 +95,7 @@ def _main(args: list[str]) -> int:
 
     sub = None
     if leftovers:
-        from entrypoint._internal.subcommands import StepInitFatal, dispatch
+        from entrypoint._internal.step.subcommands import StepInitFatal, dispatch
 
         sub = dispatch(leftovers, layout)
     if sub is not None:
@@ -116,7 +116,7 @@ def _main(args: list[str]) -> int:
     if opts.entrypoint:
         command = [opts.entrypoint, *command_args]
     else:
-        from entrypoint._internal.platforms import current_platform, resolve_command
+        from entrypoint._internal.step.platforms import current_platform, resolve_command
 
         try:
             platform_commands = os.environ.get("TEKTON_PLATFORM_COMMANDS")
@@ -127,7 +127,7 @@ def _main(args: list[str]) -> int:
 
     when: list[WhenExpression] = []
     if opts.when_expressions:
-        from entrypoint._internal.when import decode_when_expressions
+        from entrypoint._internal.step.when import decode_when_expressions
 
         try:
             when = decode_when_expressions(opts.when_expressions)
@@ -148,7 +148,7 @@ def _main(args: list[str]) -> int:
 
         if backend == "spire":
             log("SPIRE is enabled in this build, enableSpire is supported")
-        from entrypoint._internal.entrypointer import step_index
+        from entrypoint._internal.step.entrypointer import step_index
 
         signer = background_signer(
             backend,
@@ -203,7 +203,7 @@ def _main(args: list[str]) -> int:
 
 def exit_status(err: EntrypointError, opts: options.Options, waiter: Waiter) -> int:
     """Tekton's mapping from the lifecycle's error to the process exit status (spec §4.10)."""
-    from entrypoint._internal.substitution import StepResultIndexError
+    from entrypoint._internal.step.substitution import StepResultIndexError
 
     if isinstance(err, StepResultIndexError):
         log(f"panic: {err}")  # Go crashes here with a runtime panic, whose exit status is 2
@@ -237,7 +237,7 @@ def exit_status(err: EntrypointError, opts: options.Options, waiter: Waiter) -> 
 
 def breakpoint_exit(post_file: str, waiter: Waiter) -> int:
     """Wait for the debugger's decision and exit with the code it wrote (0 if unreadable)."""
-    from entrypoint._internal.context import Context
+    from entrypoint._internal.step.context import Context
 
     log(
         "Breakpoint on failure has taken effect, waiting for user's decision: "

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step
 if TYPE_CHECKING:
     from typing import NoReturn, TextIO
 
-    from entrypoint._internal.seams import FlagValue
+    from entrypoint._internal.step.seams import FlagValue
 
 # Go's flag package replaces strconv errors by these two sentinels (Go >= 1.19).
 PARSE_ERROR = "parse error"

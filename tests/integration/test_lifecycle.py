@@ -435,7 +435,7 @@ def test_out_of_range_index_crashes_like_go(root: TektonRoot) -> None:
 def test_platform_commands_are_used_without_entrypoint(root: TektonRoot) -> None:
     import platform as _platform
 
-    from entrypoint._internal.platforms import current_platform
+    from entrypoint._internal.step.platforms import current_platform
 
     assert _platform.system() == "Linux"
     cmds = json.dumps({current_platform(): ["/bin/echo", "from-platform"]})
@@ -584,10 +584,10 @@ def test_plain_step_path_imports_nothing_heavy(root: TektonRoot, tmp_path: Path)
     mods = set(report.read_text().split(","))
     heavy = {"subprocess", "dataclasses", "inspect", "typing", "json", "re", "celpy", "datetime", "zlib"}
     assert not (heavy & mods), sorted(heavy & mods)
-    lazy = {f"entrypoint._internal.creds.{m}" for m in ("_flags", "gitcreds", "dockercreds", "_gourl")}
+    lazy = {f"entrypoint._internal.step.creds.{m}" for m in ("_flags", "gitcreds", "dockercreds", "_gourl")}
     lazy |= {
-        "entrypoint._internal.substitution",
-        "entrypoint._internal.when",
-        "entrypoint._internal.hermetic",
+        "entrypoint._internal.step.substitution",
+        "entrypoint._internal.step.when",
+        "entrypoint._internal.step.hermetic",
     }
     assert not (lazy & mods), sorted(lazy & mods)

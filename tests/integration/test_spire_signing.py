@@ -348,9 +348,9 @@ def test_processes_that_hold_the_key_are_not_dumpable(agent: WorkloadAPIServer) 
 def test_helper_that_cannot_start_fails_signing_not_the_step(
     root: TektonRoot, agent: WorkloadAPIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from entrypoint._internal.context import Context
     from entrypoint._internal.signing import background_signer
     from entrypoint._internal.signing.errors import SigningError
+    from entrypoint._internal.step.context import Context
 
     monkeypatch.setattr("sys.executable", "/nonexistent/python")
     signer = background_signer("spire", spire_socket=agent.address, budget=1, interval=0.2)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from entrypoint._internal.selfexec import RUNTIME_DIR
+from entrypoint._internal.step.selfexec import RUNTIME_DIR
 from tests.conftest import ROOT_ENV, TektonRoot
 
 REPO = Path(__file__).resolve().parents[2]

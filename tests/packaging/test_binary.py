@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.selfexec import RUNTIME_DIR
+from entrypoint._internal.step.selfexec import RUNTIME_DIR
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.conftest import NS, ROOT_ENV, SPIFFE_ID, TASKRUN, TektonRoot

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.context import Context
-from entrypoint._internal.entrypointer import Entrypointer, StepConfig
-from entrypoint._internal.layout import Layout
-from entrypoint._internal.when import WhenExpression
+from entrypoint._internal.step.context import Context
+from entrypoint._internal.step.entrypointer import Entrypointer, StepConfig
+from entrypoint._internal.step.layout import Layout
+from entrypoint._internal.step.when import WhenExpression
 from entrypoint.errors import (
     ChildExitError,
     ContextCanceled,

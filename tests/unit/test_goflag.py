@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from entrypoint._internal import options
 from entrypoint._internal.goflag import (
     BoolValue,
     FlagSet,
@@ -16,6 +15,7 @@ from entrypoint._internal.goflag import (
     parse_go_bool,
     parse_go_duration,
 )
+from entrypoint._internal.step import options
 from entrypoint.errors import FlagValueError, HelpRequested, UsageError
 
 NS = 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from entrypoint._internal.platforms import current_platform, resolve_command
+from entrypoint._internal.step.platforms import current_platform, resolve_command
 from entrypoint.errors import ConfigError
 
 TWO = {"linux/amd64": ["my", "command"], "linux/s390x": ["other", "one"]}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.context import Context
-from entrypoint._internal.postwriter import FilePostWriter
-from entrypoint._internal.runner import ProcessRunner
+from entrypoint._internal.step.context import Context
+from entrypoint._internal.step.postwriter import FilePostWriter
+from entrypoint._internal.step.runner import ProcessRunner
 from entrypoint.errors import ChildExitError, ContextCanceled, DeadlineExceeded, PostFileError, StartError
 
 # -- post writer ---------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from entrypoint._internal.context import Context
-from entrypoint._internal.options import ConfigError, Options, signing_choice
 from entrypoint._internal.satoken import config_from_env
 from entrypoint._internal.signing import failing_signer
 from entrypoint._internal.signing.background import BackgroundSigner
@@ -22,6 +20,8 @@ from entrypoint._internal.signing.identity import TOKEN_REFRESH_WITHIN, Identity
 from entrypoint._internal.signing.k8s_token import SaTokenBackend
 from entrypoint._internal.signing.spire import SpireBackend
 from entrypoint._internal.signing.tekton_format import TektonFormat
+from entrypoint._internal.step.context import Context
+from entrypoint._internal.step.options import ConfigError, Options, signing_choice
 from entrypoint._internal.verification.kube import ApiServer, KubeJwks, KubeTrustError
 from entrypoint.termination import RunResult
 

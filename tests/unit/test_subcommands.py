@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.layout import Layout
-from entrypoint._internal.subcommands import (
+from entrypoint._internal.step.layout import Layout
+from entrypoint._internal.step.subcommands import (
     StepInitFatal,
     cp,
     decode_base64_std,
@@ -449,7 +449,7 @@ def test_init_cp_failure_skips_step_init(tmp_path: Path, layout: Layout) -> None
 def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake packaged build: a launcher, its bundle beside it, and the interpreter option the
     launcher passes (so the running process believes it is that launcher)."""
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     exe = tmp_path / "dist" / "entrypoint"
     runtime = exe.parent / RUNTIME_DIR
@@ -485,7 +485,7 @@ def test_cp_of_the_packaged_executable_copies_its_bundle(packaged: Path, tmp_pat
 
 
 def test_cp_of_the_packaged_executable_replaces_stale_copies(packaged: Path, tmp_path: Path) -> None:
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     dst_dir = tmp_path / "tekton-bin"
     (dst_dir / RUNTIME_DIR / "lib").mkdir(parents=True)
@@ -514,7 +514,7 @@ def test_cp_of_the_packaged_executable_into_a_missing_directory(packaged: Path, 
 
 
 def test_cp_of_another_file_stays_tekton_s_when_packaged(packaged: Path, tmp_path: Path) -> None:
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     src, dst = tmp_path / "entrypoint", tmp_path / "out" / "entrypoint"
     dst.parent.mkdir()
@@ -526,7 +526,7 @@ def test_cp_of_another_file_stays_tekton_s_when_packaged(packaged: Path, tmp_pat
 
 
 def test_cp_of_the_development_entrypoint_copies_one_file(tmp_path: Path) -> None:
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     src = tmp_path / "src" / "entrypoint"
     (src.parent / RUNTIME_DIR).mkdir(parents=True)  # ignored: no launcher is running
@@ -539,7 +539,7 @@ def test_cp_of_the_development_entrypoint_copies_one_file(tmp_path: Path) -> Non
 def test_cp_of_the_packaged_executable_onto_a_directory_fails_as_go_does(
     packaged: Path, tmp_path: Path
 ) -> None:
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     dst_dir = tmp_path / "tekton-bin"
     (dst_dir / "entrypoint").mkdir(parents=True)
@@ -556,7 +556,7 @@ def test_cp_of_the_packaged_executable_onto_a_directory_fails_as_go_does(
 def test_cp_of_the_packaged_executable_removes_what_a_killed_copy_left(
     packaged: Path, tmp_path: Path
 ) -> None:
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     dst_dir = tmp_path / "tekton-bin"
     dst_dir.mkdir()
@@ -580,7 +580,7 @@ def test_cp_of_the_packaged_executable_leaves_a_running_copy_s_temporaries(
 ) -> None:
     import fcntl
 
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     dst_dir = tmp_path / "tekton-bin"
     dst_dir.mkdir()
@@ -604,7 +604,7 @@ def test_cp_of_the_packaged_executable_keeps_the_old_copy_when_replacing_fails(
 ) -> None:
     """If the new bundle cannot be renamed into place (after the old one was moved aside), the old
     one is put back; if the launcher cannot be, the old launcher stays.  No temporaries remain."""
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     dst_dir = tmp_path / "tekton-bin"
     (dst_dir / RUNTIME_DIR / "lib").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.substitution import (
+from entrypoint._internal.step.substitution import (
     ARRAY_RESULT_FORMAT_ERROR,
     ArtifactTemplate,
     StepResultIndexError,
@@ -19,7 +19,7 @@ from entrypoint._internal.substitution import (
     substitute_artifacts,
     substitute_step_results,
 )
-from entrypoint._internal.when import WhenExpression
+from entrypoint._internal.step.when import WhenExpression
 from entrypoint.errors import SubstitutionError
 
 W = WhenExpression

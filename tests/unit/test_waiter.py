@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal import waiter as waiter_mod
-from entrypoint._internal.context import Context
-from entrypoint._internal.waiter import FileWaiter
+from entrypoint._internal.step import waiter as waiter_mod
+from entrypoint._internal.step.context import Context
+from entrypoint._internal.step.waiter import FileWaiter
 from entrypoint.errors import ContextCanceled, DeadlineExceeded, SkipError, WaitError
 
 

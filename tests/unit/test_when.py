@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.when import WhenExpression, allow_exec, decode_when_expressions
+from entrypoint._internal.step.when import WhenExpression, allow_exec, decode_when_expressions
 from entrypoint.errors import WhenExpressionError
 
 W = WhenExpression
@@ -82,7 +82,8 @@ def test_broken_cel_before_false_cel_is_an_error() -> None:
 def test_cel_is_not_imported_without_cel_expressions() -> None:
     code = (
         "import sys\n"
-        "from entrypoint._internal import when, substitution, paramvalue\n"
+        "from entrypoint._internal.step import when, substitution\n"
+        "from entrypoint._internal import paramvalue\n"
         "assert when.allow_exec([when.WhenExpression('a', 'in', ['a'])])\n"
         "print('celpy' in sys.modules)\n"
     )

@@ -64,9 +64,9 @@ def background_signer(
     Call this while the process is single-threaded: the backend's helper process is forked here
     and starts fetching at once, on another core.
     """
-    from entrypoint._internal.selfexec import make_undumpable
     from entrypoint._internal.signing.background import BackgroundSigner
     from entrypoint._internal.signing.forked import ForkedBackend
+    from entrypoint._internal.step.selfexec import make_undumpable
 
     # Before the helper's pipes exist and before the step's code runs: the key will cross them and
     # live in this process too.

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
 
-    from entrypoint._internal.context import Context
     from entrypoint._internal.signing.identity import Identity
+    from entrypoint._internal.step.context import Context
     from entrypoint.termination import RunResult
 
     class Backend(Protocol):

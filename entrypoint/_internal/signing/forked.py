@@ -46,7 +46,7 @@ class ForkedBackend:
     def __init__(self, name: str, budget: float, spec: tuple[str, dict[str, str | float]]) -> None:
         import sys
 
-        from entrypoint._internal.selfexec import python_command
+        from entrypoint._internal.step.selfexec import python_command
 
         self.name = name
         self.budget = budget
@@ -64,7 +64,7 @@ class ForkedBackend:
         bootstrap = (
             f"import sys; sys.path[:0] = {[package_root, *sys.path]!r}; "
             # First of all, before any import: this process will hold the private key.
-            "from entrypoint._internal.selfexec import make_undumpable; make_undumpable(); "
+            "from entrypoint._internal.step.selfexec import make_undumpable; make_undumpable(); "
             f"from {module} import {factory} as factory; "
             "from entrypoint._internal.signing.forked import serve; "
             f"serve(lambda: factory(**{spec[1]!r}))"

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from entrypoint._internal import gopath
-from entrypoint._internal.creds import _gourl
-from entrypoint._internal.creds._common import (
+from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.step.creds import _gourl
+from entrypoint._internal.step.creds._common import (
     CredentialError,
     append_file,
     from_bytes,
@@ -23,7 +24,6 @@ from entrypoint._internal.creds._common import (
     to_bytes,
     write_file,
 )
-from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import FlagValueError
 
 BASIC_AUTH_FLAG = "basic-git"

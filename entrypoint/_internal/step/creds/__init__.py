@@ -8,22 +8,22 @@ import os
 import stat
 
 from entrypoint._internal import gopath
-from entrypoint._internal.creds._common import (
+from entrypoint._internal.goerrors import errno_text
+from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.step.creds._common import (
     CredentialError,
     from_bytes,
     mkdir_all,
     path_error,
     to_bytes,
 )
-from entrypoint._internal.goerrors import errno_text
-from entrypoint._internal.goflag import go_quote
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:
-    from entrypoint._internal.creds._flags import CredentialValues
-    from entrypoint._internal.creds.dockercreds import BasicDocker, SecretList
-    from entrypoint._internal.creds.gitcreds import BasicGitConfig, SSHGitConfig
     from entrypoint._internal.goflag import FlagSet
+    from entrypoint._internal.step.creds._flags import CredentialValues
+    from entrypoint._internal.step.creds.dockercreds import BasicDocker, SecretList
+    from entrypoint._internal.step.creds.gitcreds import BasicGitConfig, SSHGitConfig
 
 __all__ = [
     "CREDS_INIT_CREDENTIALS",
@@ -54,7 +54,7 @@ class CredentialFlags:
 
     def values(self) -> CredentialValues:
         if self._values is None:
-            from entrypoint._internal.creds._flags import CredentialValues
+            from entrypoint._internal.step.creds._flags import CredentialValues
 
             self._values = CredentialValues(self.secrets_dir)
         return self._values

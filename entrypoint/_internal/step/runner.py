@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import BinaryIO
 
-    from entrypoint._internal.context import Context
+    from entrypoint._internal.step.context import Context
 
 PIPE_GRACE = 2.0
 # How often the ``while_running`` callbacks run (the cancel file's check: a stat).  Tekton's own
@@ -189,7 +189,7 @@ class ProcessRunner:
         """Start the child in its own process group; returns its pid."""
         path = _look_path(args[0], env)
         if self.hermetic:
-            from entrypoint._internal.hermetic import spawn_hermetic
+            from entrypoint._internal.step.hermetic import spawn_hermetic
 
             return spawn_hermetic(path, args, env, redirects)
         actions = [(os.POSIX_SPAWN_DUP2, w, fd) for fd, w in redirects.items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from entrypoint._internal.context import Context
+from entrypoint._internal.step.context import Context
 from entrypoint.termination import RunResult
 
 

@@ -31,7 +31,7 @@ from entrypoint._internal.gopath import clean, join
 from entrypoint._internal.paramvalue import (
     parse_param_value,
 )
-from entrypoint._internal.when import WhenExpression
+from entrypoint._internal.step.when import WhenExpression
 from entrypoint.errors import SubstitutionError
 
 __all__ = [

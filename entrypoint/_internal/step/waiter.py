@@ -19,8 +19,8 @@ from entrypoint.errors import ContextError, SkipError, WaitError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:
-    from entrypoint._internal.context import Context
-    from entrypoint._internal.inotify import Inotify
+    from entrypoint._internal.step.context import Context
+    from entrypoint._internal.step.inotify import Inotify
 
 # Re-check this often even with inotify, in case events are not delivered (e.g. network filesystems).
 SAFETY_INTERVAL = 0.25
@@ -58,7 +58,7 @@ class FileWaiter:
         notifier: Inotify | None = None
         if self.use_inotify:
             # Imported here: ctypes costs ~1.5 ms, and a step without wait files never needs it.
-            from entrypoint._internal.inotify import Inotify
+            from entrypoint._internal.step.inotify import Inotify
 
             try:
                 notifier = Inotify()

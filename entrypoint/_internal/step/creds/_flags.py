@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from entrypoint._internal.creds import dockercreds, gitcreds
-from entrypoint._internal.creds._common import CredentialError
-from entrypoint._internal.seams import FlagValue
+from entrypoint._internal.step.creds import dockercreds, gitcreds
+from entrypoint._internal.step.creds._common import CredentialError
+from entrypoint._internal.step.seams import FlagValue
 
 
 class CredentialValues:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from entrypoint._internal import gopath
-from entrypoint._internal.creds._common import (
+from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.step.creds._common import (
     CredentialError,
     from_bytes,
     mkdir_all,
@@ -25,7 +26,6 @@ from entrypoint._internal.creds._common import (
     to_bytes,
     write_file,
 )
-from entrypoint._internal.goflag import go_quote
 from entrypoint.errors import FlagValueError
 
 BASIC_FLAG = "basic-docker"

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from entrypoint._internal.creds._common import (
+from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.step.creds._common import (
     from_bytes,
     go_quote_bytes,
     to_bytes,
 )
-from entrypoint._internal.goflag import go_quote
 
 _UPPERHEX = b"0123456789ABCDEF"
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal.context import Context
 from entrypoint._internal.goerrors import GoPathError, mkdir_all
 from entrypoint._internal.gopath import join
-from entrypoint._internal.layout import Layout
-from entrypoint._internal.results import format_started_at, phase_enabled, read_artifact, read_results
 from entrypoint._internal.signing.errors import SigningError
+from entrypoint._internal.step.context import Context
+from entrypoint._internal.step.layout import Layout
+from entrypoint._internal.step.results import format_started_at, phase_enabled, read_artifact, read_results
 from entrypoint.errors import (
     ChildExitError,
     ContextCanceled,
@@ -31,8 +31,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableMapping
 
-    from entrypoint._internal.seams import PostWriter, ResultsSigner, Runner, Waiter
-    from entrypoint._internal.when import WhenExpression
+    from entrypoint._internal.step.seams import PostWriter, ResultsSigner, Runner, Waiter
+    from entrypoint._internal.step.when import WhenExpression
 
     Log = Callable[[str], None]
 
@@ -268,7 +268,7 @@ class Entrypointer:
     def _run_if_allowed(self, command: list[str], out: list[RunResult]) -> EntrypointError | None:
         allowed = True
         if self.cfg.when_expressions:
-            from entrypoint._internal.when import allow_exec
+            from entrypoint._internal.step.when import allow_exec
 
             try:
                 allowed = allow_exec(self.cfg.when_expressions)
@@ -353,7 +353,7 @@ class Entrypointer:
     def _substitute(self) -> list[str]:
         if not self._needs_substitution():
             return self.cfg.command
-        from entrypoint._internal import substitution
+        from entrypoint._internal.step import substitution
 
         cfg = self.cfg
         steps_dir = cfg.layout.steps_dir

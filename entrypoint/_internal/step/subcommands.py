@@ -15,7 +15,7 @@ from collections.abc import Callable
 from entrypoint._internal.goflag import go_quote
 from entrypoint._internal.gojson import Base64Error, decode_go_base64
 from entrypoint._internal.gopath import join
-from entrypoint._internal.layout import Layout
+from entrypoint._internal.step.layout import Layout
 from entrypoint.errors import EntrypointError, SubcommandError
 
 
@@ -40,7 +40,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def cp(src: str, dst: str) -> str:
-    from entrypoint._internal.selfexec import launcher
+    from entrypoint._internal.step.selfexec import launcher
 
     exe = launcher()
     if exe is not None and _same_file(src, exe):
@@ -95,7 +95,7 @@ def copy_packaged(exe: str, dst: str) -> str:
     run as other users.  Once per pod, but on the pod's way to its first step: it imports
     nothing that a step does not (no tempfile, no shutil but on failures).
     """
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     if _same_file(dst, exe):
         return f"Copied {exe} to {dst}"
@@ -210,7 +210,7 @@ def _remove_stale(dst_dir: str, keep: str) -> None:
 def _temporary_kind(name: str) -> str | None:
     """KIND of a temporary named ``.entrypoint-runtime.[KIND.]XXXXXXXX`` (tempfile's eight
     characters), "" without one, None for any other name."""
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     prefix = f".{RUNTIME_DIR}."
     if not name.startswith(prefix):
@@ -333,7 +333,7 @@ def _replace_dir(new: str, path: str) -> None:
     old bundle is first renamed away (nothing runs from /tekton/bin before the init container
     has finished), and deleted only once the new one is in place; if that fails, the old one is
     put back."""
-    from entrypoint._internal.selfexec import RUNTIME_DIR
+    from entrypoint._internal.step.selfexec import RUNTIME_DIR
 
     if os.path.isdir(path) and not os.path.islink(path):
         _, old = _make_temporary(os.path.dirname(path), f".{RUNTIME_DIR}.old.", directory=True)
