@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 
-from entrypoint._internal.goflag import FlagSet
+from entrypoint._internal.go.flag import FlagSet
 from entrypoint._internal.step import options
 from entrypoint._internal.step.creds import CredentialFlags, copy_to_home
 from entrypoint._internal.step.entrypointer import Entrypointer, Fatal, StepConfig

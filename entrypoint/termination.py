@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from enum import IntEnum
 
-from entrypoint._internal.gojson import decode_go_bytes, go_string
+from entrypoint._internal.go.json import decode_go_bytes, go_string
 from entrypoint.errors import MessageLengthError, TerminationMessageError
 
 # Importing only what writing needs keeps a step's start-up short: parsing (json, re), compression
@@ -130,7 +130,7 @@ def decompress(text: str) -> str:
     """Inverse of :func:`compress` for a message with the ``tknz:`` prefix already removed."""
     import zlib
 
-    from entrypoint._internal.gojson import Base64Error, decode_go_base64
+    from entrypoint._internal.go.json import Base64Error, decode_go_base64
 
     try:
         raw = decode_go_base64(text.encode("utf-8", "surrogatepass"), padded=False)
@@ -188,7 +188,7 @@ def read_existing(path: str, compressed: bool, log: Any = None) -> list[RunResul
     except FileNotFoundError:
         return []
     except OSError as exc:
-        from entrypoint._internal.goerrors import read_file_error
+        from entrypoint._internal.go.errors import read_file_error
 
         raise TerminationMessageError(read_file_error(path, exc)) from exc
     if not content.strip():
@@ -278,7 +278,7 @@ class TerminationFile:
 
 
 def _write_file(path: str, message: bytes) -> None:
-    from entrypoint._internal.goerrors import path_error
+    from entrypoint._internal.go.errors import path_error
 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)

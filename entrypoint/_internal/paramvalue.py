@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_json_loads
+from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_json_loads
 
 __all__ = [
     "ParamValue",

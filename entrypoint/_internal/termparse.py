@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
+from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
 from entrypoint.errors import TerminationMessageError
 from entrypoint.termination import _TYPE_ALIASES, ResultType, RunResult
 

@@ -584,8 +584,9 @@ def test_plain_step_path_imports_nothing_heavy(root: TektonRoot, tmp_path: Path)
     mods = set(report.read_text().split(","))
     heavy = {"subprocess", "dataclasses", "inspect", "typing", "json", "re", "celpy", "datetime", "zlib"}
     assert not (heavy & mods), sorted(heavy & mods)
-    lazy = {f"entrypoint._internal.step.creds.{m}" for m in ("_flags", "gitcreds", "dockercreds", "_gourl")}
+    lazy = {f"entrypoint._internal.step.creds.{m}" for m in ("_flags", "gitcreds", "dockercreds")}
     lazy |= {
+        "entrypoint._internal.go.url",
         "entrypoint._internal.step.substitution",
         "entrypoint._internal.step.when",
         "entrypoint._internal.step.hermetic",

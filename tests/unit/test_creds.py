@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint._internal.goflag import FlagSet, go_quote
+from entrypoint._internal.go.flag import FlagSet, go_quote
+from entrypoint._internal.go.url import URLError, Userinfo, parse
 from entrypoint._internal.step.creds import CredentialFlags, copy_to_home
-from entrypoint._internal.step.creds._gourl import URLError, Userinfo, parse
 from entrypoint._internal.step.creds.dockercreds import go_json_string
 from entrypoint._internal.step.creds.gitcreds import parse_ssh_url
 from entrypoint.errors import HelpRequested, UsageError

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from entrypoint._internal.goflag import (
+from entrypoint._internal.go.flag import (
     BoolValue,
     FlagSet,
     format_go_duration,

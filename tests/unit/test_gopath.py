@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from entrypoint._internal.gopath import clean, join
+from entrypoint._internal.go.path import clean, join
 
 
 @pytest.mark.parametrize(

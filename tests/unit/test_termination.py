@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint import termination
-from entrypoint._internal.gojson import decode_go_bytes, marshal, marshal_bytes
+from entrypoint._internal.go.json import decode_go_bytes, marshal, marshal_bytes
 from entrypoint.errors import MessageLengthError, TerminationMessageError
 from entrypoint.termination import (
     MAX_DECOMPRESSED_BYTES,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal.goerrors import GoPathError, mkdir_all
-from entrypoint._internal.gopath import join
+from entrypoint._internal.go.errors import GoPathError, mkdir_all
+from entrypoint._internal.go.path import join
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.step.context import Context
 from entrypoint._internal.step.layout import Layout
@@ -412,8 +412,8 @@ class Entrypointer:
             except FileNotFoundError:
                 return
             except OSError as exc:
-                from entrypoint._internal.goerrors import path_error
-                from entrypoint._internal.goflag import go_quote
+                from entrypoint._internal.go.errors import path_error
+                from entrypoint._internal.go.flag import go_quote
 
                 reported.append(True)  # once: the step goes on, as Tekton's does
                 self.log(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal.gopath import join
+from entrypoint._internal.go.path import join
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal.goflag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
+from entrypoint._internal.go.flag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
 
 DEFAULT_SPIRE_SOCKET = "unix:///spiffe-workload-api/spire-agent.sock"
 SIGNING_BACKENDS = ("spire", "oidc-sa-token")

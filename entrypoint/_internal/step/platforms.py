@@ -6,7 +6,7 @@ import json
 import platform
 from typing import Any
 
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go.flag import go_quote
 from entrypoint.errors import ConfigError
 
 _ARCH = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal.goerrors import GoPathError, mkdir_all, path_error
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go.errors import GoPathError, mkdir_all, path_error
+from entrypoint._internal.go.flag import go_quote
 from entrypoint.errors import PostFileError
 
 

@@ -7,9 +7,9 @@ import os
 import stat
 import time
 
-from entrypoint._internal.goerrors import read_file_error
-from entrypoint._internal.gojson import decode_go_bytes
-from entrypoint._internal.gopath import join
+from entrypoint._internal.go.errors import read_file_error
+from entrypoint._internal.go.json import decode_go_bytes
+from entrypoint._internal.go.path import join
 from entrypoint.errors import ResultsError
 from entrypoint.termination import ResultType, RunResult
 

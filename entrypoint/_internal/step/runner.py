@@ -20,7 +20,7 @@ import select
 import signal
 import threading
 
-from entrypoint._internal.goerrors import GoPathError, errno_text, mkdir_all, path_error
+from entrypoint._internal.go.errors import GoPathError, errno_text, mkdir_all, path_error
 from entrypoint.errors import ChildExitError, ContextError, StartError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms

@@ -12,9 +12,9 @@ import os
 import stat
 from collections.abc import Callable
 
-from entrypoint._internal.goflag import go_quote
-from entrypoint._internal.gojson import Base64Error, decode_go_base64
-from entrypoint._internal.gopath import join
+from entrypoint._internal.go.flag import go_quote
+from entrypoint._internal.go.json import Base64Error, decode_go_base64
+from entrypoint._internal.go.path import join
 from entrypoint._internal.step.layout import Layout
 from entrypoint.errors import EntrypointError, SubcommandError
 

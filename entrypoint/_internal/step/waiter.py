@@ -13,8 +13,8 @@ import os
 import select
 import threading
 
-from entrypoint._internal.goerrors import path_error
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go.errors import path_error
+from entrypoint._internal.go.flag import go_quote
 from entrypoint.errors import ContextError, SkipError, WaitError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from entrypoint._internal.godecode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
+from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
 from entrypoint.errors import WhenExpressionError
 
 __all__ = ["WhenExpression", "allow_exec", "decode_when_expressions"]

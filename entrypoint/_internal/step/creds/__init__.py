@@ -7,9 +7,9 @@ import errno
 import os
 import stat
 
-from entrypoint._internal import gopath
-from entrypoint._internal.goerrors import errno_text
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go import path as gopath
+from entrypoint._internal.go.errors import errno_text
+from entrypoint._internal.go.flag import go_quote
 from entrypoint._internal.step.creds._common import (
     CredentialError,
     from_bytes,
@@ -20,7 +20,7 @@ from entrypoint._internal.step.creds._common import (
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a step ~1.7 ms
 if TYPE_CHECKING:
-    from entrypoint._internal.goflag import FlagSet
+    from entrypoint._internal.go.flag import FlagSet
     from entrypoint._internal.step.creds._flags import CredentialValues
     from entrypoint._internal.step.creds.dockercreds import BasicDocker, SecretList
     from entrypoint._internal.step.creds.gitcreds import BasicGitConfig, SSHGitConfig

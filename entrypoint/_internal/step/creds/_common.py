@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
-from entrypoint._internal import goerrors, gopath
-from entrypoint._internal.goerrors import errno_text
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go import errors as goerrors
+from entrypoint._internal.go import path as gopath
+from entrypoint._internal.go.errors import errno_text
+from entrypoint._internal.go.flag import go_quote
 from entrypoint.errors import EntrypointError, FlagValueError
 
 FS_ENCODING = "utf-8"

@@ -14,8 +14,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from entrypoint._internal import gopath
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go import path as gopath
+from entrypoint._internal.go.flag import go_quote
 from entrypoint._internal.step.creds._common import (
     CredentialError,
     from_bytes,

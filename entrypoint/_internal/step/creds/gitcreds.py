@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from entrypoint._internal import gopath
-from entrypoint._internal.goflag import go_quote
-from entrypoint._internal.step.creds import _gourl
+from entrypoint._internal.go import path as gopath
+from entrypoint._internal.go import url as gourl
+from entrypoint._internal.go.flag import go_quote
 from entrypoint._internal.step.creds._common import (
     CredentialError,
     append_file,
@@ -49,7 +49,7 @@ class BasicEntry:
     secret: str
     username: str
     password: str
-    auth_url: _gourl.URL
+    auth_url: gourl.URL
 
     @property
     def has_path(self) -> bool:
@@ -76,10 +76,10 @@ class BasicGitConfig:
         try:
             username = from_bytes(read_file(secret_file(self._secrets_dir, secret, "username")))
             password = from_bytes(read_file(secret_file(self._secrets_dir, secret, "password")))
-            auth_url = _gourl.parse(url)
-        except (CredentialError, _gourl.URLError) as exc:
+            auth_url = gourl.parse(url)
+        except (CredentialError, gourl.URLError) as exc:
             raise FlagValueError(str(exc)) from exc
-        auth_url.user = _gourl.Userinfo(username, password)
+        auth_url.user = gourl.Userinfo(username, password)
         self._entries[url] = BasicEntry(secret, username, password, auth_url)
 
     def string(self) -> str:

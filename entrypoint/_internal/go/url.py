@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from entrypoint._internal.goflag import go_quote
+from entrypoint._internal.go.flag import go_quote
 from entrypoint._internal.step.creds._common import (
     from_bytes,
     go_quote_bytes,
