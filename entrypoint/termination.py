@@ -9,9 +9,10 @@ keeps at most 4096 bytes of it.  This module is public: the verifier and control
 from __future__ import annotations
 
 import os
-from enum import IntEnum
 
-from entrypoint._internal.go.json import decode_go_bytes, go_string
+# Re-exported: the entry types are public here (they live apart so the parser need not import this).
+from entrypoint._internal.formats.entries import ResultType, RunResult
+from entrypoint._internal.go.json import decode_go_bytes
 from entrypoint.errors import MessageLengthError, TerminationMessageError
 
 # Importing only what writing needs keeps a step's start-up short: parsing (json, re), compression
@@ -21,74 +22,27 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
+__all__ = [
+    "COMPRESSED_PREFIX",
+    "MAX_DECOMPRESSED_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "ResultType",
+    "RunResult",
+    "TerminationFile",
+    "check_size",
+    "compress",
+    "decompress",
+    "encode_entries",
+    "encode_message",
+    "parse_entries",
+    "parse_message",
+    "read_existing",
+    "write_message",
+]
+
 MAX_MESSAGE_BYTES = 4096
 MAX_DECOMPRESSED_BYTES = 128 * 1024
 COMPRESSED_PREFIX = "tknz:"
-
-
-class ResultType(IntEnum):
-    UNSET = 0
-    TASK_RUN_RESULT = 1
-    INTERNAL = 3
-    STEP_RESULT = 4
-    STEP_ARTIFACTS = 5
-    TASK_RUN_ARTIFACTS = 6
-    UNKNOWN = 10
-
-
-_TYPE_ALIASES = {
-    "TaskRunResult": ResultType.TASK_RUN_RESULT,
-    "InternalTektonResult": ResultType.INTERNAL,
-    "StepResult": ResultType.STEP_RESULT,
-    "StepArtifactsResult": ResultType.STEP_ARTIFACTS,
-    "TaskRunArtifactsResult": ResultType.TASK_RUN_ARTIFACTS,
-}
-
-
-if TYPE_CHECKING:
-    from typing import NamedTuple
-
-    class _Fields(NamedTuple):
-        key: str
-        value: str
-        type: int = 0
-        resource_name: str = ""
-
-else:
-    # The same fields without importing typing (a step pays ~1.7 ms for it); collections is
-    # loaded anyway.  A tuple is built in C: parsing and verifying create many entries.
-    from collections import namedtuple
-
-    _Fields = namedtuple("_Fields", ("key", "value", "type", "resource_name"), defaults=(0, ""))
-
-
-class RunResult(_Fields):
-    """One termination-message entry.  ``type`` stays an int: unknown codes must round-trip.
-
-    Immutable and compared by value (a tuple of key, value, type, resource_name).
-    """
-
-    __slots__ = ()
-
-    def to_json_obj(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"key": self.key, "value": self.value}
-        if self.resource_name:
-            obj["resourceName"] = self.resource_name
-        if self.type:
-            obj["type"] = self.type
-        return obj
-
-    def to_json(self) -> str:
-        """Go's encoding of the entry: field order key, value, resourceName, type."""
-        out = '{"key":' + go_string(self.key) + ',"value":' + go_string(self.value)
-        if self.resource_name:
-            out += ',"resourceName":' + go_string(self.resource_name)
-        if self.type:
-            out += f',"type":{self.type}'
-        return out + "}"
-
-    def is_zero(self) -> bool:
-        return not (self.key or self.value or self.resource_name or self.type)
 
 
 # -- encoding ----------------------------------------------------------------------------------------
@@ -156,7 +110,7 @@ def parse_entries(message: str) -> list[RunResult]:
 
     This is what the entrypoint itself does before appending to an existing file.
     """
-    from entrypoint._internal.termparse import decode_entries
+    from entrypoint._internal.formats.termparse import decode_entries
 
     text = message
     if text.startswith(COMPRESSED_PREFIX):

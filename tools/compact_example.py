@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))
 
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue, statement  # noqa: E402
+from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, statement  # noqa: E402
 from entrypoint._internal.signing.compact_format import CompactFormat, chain_der  # noqa: E402
 from entrypoint._internal.signing.identity import Identity  # noqa: E402
 from entrypoint.termination import RunResult, encode_message  # noqa: E402

@@ -186,7 +186,7 @@ def test_the_documented_example_verifies() -> None:
     v = verify_message(example["message"], namespace=example["namespace"], name=example["name"], trust=trust,
                        at=at, step=example["step"])  # fmt: skip
     assert v.verified, v.message
-    from entrypoint._internal.compact import SignatureValue, statement
+    from entrypoint._internal.formats.compact import SignatureValue, statement
 
     entries = [e for e in parse_message(example["message"]) if e.key != "SIGNATURE"]
     value = SignatureValue.decode(

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from entrypoint._internal.compact import SignatureValue
+from entrypoint._internal.formats.compact import SignatureValue
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.kube_api import OWN_POD_POLICY

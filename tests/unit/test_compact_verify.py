@@ -1,7 +1,7 @@
 """The compact format's verifier (docs/compact-format.md §6) against messages signed by a small
 signer written here from that document alone.
 
-The signer does not import ``entrypoint._internal.compact``: agreeing with the document, not with
+The signer does not import ``entrypoint._internal.formats.compact``: agreeing with the document, not with
 the shared codec, is what these tests check.  One test compares its statement bytes with the
 codec's, which cross-checks the document against the code.
 """
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from entrypoint._internal import compact as codec
+from entrypoint._internal.formats import compact as codec
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.verify import Reason, TrustBundle, Verdict, verify_entries, verify_message

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from entrypoint._internal.paramvalue import ParamValue, canonical_value, parse_param_value
+from entrypoint._internal.formats.paramvalue import ParamValue, canonical_value, parse_param_value
 
 
 def test_empty_is_empty_string() -> None:

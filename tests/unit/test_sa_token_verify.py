@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from entrypoint._internal.compact import SignatureValue, b64url
+from entrypoint._internal.formats.compact import SignatureValue, b64url
 from entrypoint._internal.signing.compact_format import CompactFormat
 from entrypoint._internal.signing.identity import Identity
 from entrypoint._internal.signing.tekton_format import TektonFormat

@@ -83,7 +83,7 @@ def test_cel_is_not_imported_without_cel_expressions() -> None:
     code = (
         "import sys\n"
         "from entrypoint._internal.step import when, substitution\n"
-        "from entrypoint._internal import paramvalue\n"
+        "from entrypoint._internal.formats import paramvalue\n"
         "assert when.allow_exec([when.WhenExpression('a', 'in', ['a'])])\n"
         "print('celpy' in sys.modules)\n"
     )

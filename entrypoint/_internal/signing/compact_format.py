@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue, b64url, statement
+from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, b64url, statement
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult

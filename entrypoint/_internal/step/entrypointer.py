@@ -186,7 +186,7 @@ class Entrypointer:
     def _publish_material(self, written: list[RunResult]) -> None:
         """Tell later steps which chain this step's final message embeds, so that a later step
         short of space may refer to it instead of embedding it again (docs/compact-format.md §5)."""
-        from entrypoint._internal.compact import SIGNATURE_KEY, SignatureValue
+        from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue
 
         for e in written:
             if e.key == SIGNATURE_KEY:

@@ -25,12 +25,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from entrypoint._internal.formats.paramvalue import (
+    parse_param_value,
+)
 from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
 from entrypoint._internal.go.json import marshal
 from entrypoint._internal.go.path import clean, join
-from entrypoint._internal.paramvalue import (
-    parse_param_value,
-)
 from entrypoint._internal.step.when import WhenExpression
 from entrypoint.errors import SubstitutionError
 

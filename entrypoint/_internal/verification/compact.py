@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from entrypoint._internal.compact import (
+from entrypoint._internal.formats.compact import (
     SIGNATURE_KEY,
     TAG,
     CompactFormatError,

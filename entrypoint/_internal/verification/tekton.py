@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
+from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.go.json import Base64Error, decode_go_base64
-from entrypoint._internal.paramvalue import canonical_value
 from entrypoint._internal.satoken import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.verification.chain import check_chain
 from entrypoint._internal.verification.identity import check_identity, peek_uri, single_uri

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from entrypoint._internal.formats.entries import TYPE_ALIASES, ResultType, RunResult
 from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_fold_name, go_json_loads, json_kind
 from entrypoint.errors import TerminationMessageError
-from entrypoint.termination import _TYPE_ALIASES, ResultType, RunResult
 
 _CANONICAL_FIELDS = frozenset(("key", "value", "resourceName", "type"))
 
@@ -106,5 +106,5 @@ def _parse_type(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
         return value
     if isinstance(value, str):
-        return int(_TYPE_ALIASES.get(value, ResultType.UNKNOWN))
+        return int(TYPE_ALIASES.get(value, ResultType.UNKNOWN))
     raise ValueError(f"unsupported value type, neither int nor string: {json.dumps(value)}")
