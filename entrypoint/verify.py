@@ -25,16 +25,16 @@ from typing import Any
 
 from cryptography import x509
 
-from entrypoint._internal.verification.formats import detect_format, known_formats
-from entrypoint._internal.verification.kube import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError
-from entrypoint._internal.verification.reasons import Reason, VerificationFailed
-from entrypoint._internal.verification.request import Request
-from entrypoint._internal.verification.trust import (
+from entrypoint._internal.backends.k8s_sat.kube import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError
+from entrypoint._internal.backends.spire.trust import (
     TrustBundleError,
     check_trust_domain,
     roots_from_pem_file,
     roots_from_workload_api,
 )
+from entrypoint._internal.verification.formats import detect_format, known_formats
+from entrypoint._internal.verification.reasons import Reason, VerificationFailed
+from entrypoint._internal.verification.request import Request
 from entrypoint.termination import RunResult, parse_message
 
 __all__ = [

@@ -363,7 +363,7 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from entrypoint._internal.satoken import key_audience
+    from entrypoint._internal.backends.k8s_sat.common import key_audience
     from entrypoint._internal.signing.compact_format import CompactFormat
     from entrypoint._internal.signing.identity import Identity
     from entrypoint._internal.signing.tekton_format import TektonFormat

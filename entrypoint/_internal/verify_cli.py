@@ -28,10 +28,10 @@ import json
 import sys
 from typing import NoReturn, TextIO
 
+from entrypoint._internal.backends.k8s_sat.common import MATERIAL_KIND, SA_DIR, TOKEN_ENTRY
+from entrypoint._internal.backends.spire.trust import TrustBundleError, check_trust_domain
 from entrypoint._internal.formats.compact import SIGNATURE_KEY
 from entrypoint._internal.go.json import decode_go_bytes
-from entrypoint._internal.satoken import MATERIAL_KIND, SA_DIR, TOKEN_ENTRY
-from entrypoint._internal.verification.trust import TrustBundleError, check_trust_domain
 from entrypoint.termination import RunResult, parse_message
 from entrypoint.verify import (
     ApiServer,

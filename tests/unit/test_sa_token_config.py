@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from entrypoint._internal.satoken import config_from_env
+from entrypoint._internal.backends.k8s_sat.common import config_from_env
+from entrypoint._internal.backends.k8s_sat.fetch import SaTokenBackend
+from entrypoint._internal.backends.k8s_sat.kube import ApiServer, KubeJwks, KubeTrustError
+from entrypoint._internal.backends.spire.fetch import SpireBackend
 from entrypoint._internal.signing import failing_signer
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import TOKEN_REFRESH_WITHIN, Identity
-from entrypoint._internal.signing.k8s_token import SaTokenBackend
-from entrypoint._internal.signing.spire import SpireBackend
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint._internal.step.context import Context
 from entrypoint._internal.step.options import ConfigError, Options, signing_choice
-from entrypoint._internal.verification.kube import ApiServer, KubeJwks, KubeTrustError
 from entrypoint.termination import RunResult
 
 JWT_LIKE = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"

@@ -12,11 +12,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from entrypoint._internal.backends.spire.fetch import SpireBackend
 from entrypoint._internal.signing import background, is_reserved
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
-from entrypoint._internal.signing.spire import SpireBackend
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint._internal.step.context import Context
 from entrypoint.termination import RunResult

@@ -768,7 +768,7 @@ def test_unsigned_entries_are_never_presented_as_verified(svid: Svid, trust: Tru
 def test_crafted_pem_text_is_rejected_in_linear_time() -> None:
     import time
 
-    from entrypoint._internal.verification.svid import SvidDecodeError, decode_svid
+    from entrypoint._internal.backends.spire.svid import SvidDecodeError, decode_svid
 
     crafted = "-----BEGIN CERTIFICATE-----\n" * 4000  # a backtracking scan is quadratic here
     start = time.process_time()

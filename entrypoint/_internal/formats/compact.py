@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from entrypoint._internal.backends.k8s_sat.common import spki_from_p256_point
 from entrypoint._internal.go.json import valid_utf8
-from entrypoint._internal.satoken import spki_from_p256_point
 from entrypoint.termination import RunResult
 
 TAG = "cs1"

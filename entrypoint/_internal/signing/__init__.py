@@ -78,16 +78,16 @@ def background_signer(
     if backend == "oidc-sa-token":
         import os
 
-        from entrypoint._internal.satoken import config_from_env
+        from entrypoint._internal.backends.k8s_sat.common import config_from_env
 
         config = config_from_env(os.environ if environ is None else environ)
         spec = (
-            "entrypoint._internal.signing.k8s_token:SaTokenBackend",
+            "entrypoint._internal.backends.k8s_sat.fetch:SaTokenBackend",
             {**config, "budget": budget, "interval": interval},
         )
     else:
         spec = (
-            "entrypoint._internal.signing.spire:SpireBackend",
+            "entrypoint._internal.backends.spire.fetch:SpireBackend",
             {"address": spire_socket, "budget": budget, "interval": interval},
         )
     try:

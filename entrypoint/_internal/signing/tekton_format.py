@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 
+from entrypoint._internal.backends.k8s_sat.common import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.formats.paramvalue import canonical_value
-from entrypoint._internal.satoken import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult

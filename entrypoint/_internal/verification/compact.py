@@ -12,6 +12,10 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from entrypoint._internal.backends.k8s_sat.common import MATERIAL_KIND, spki_from_p256_point
+from entrypoint._internal.backends.k8s_sat.token import check_token
+from entrypoint._internal.backends.spire.spiffe_id import check_identity, single_uri, uri_sans
+from entrypoint._internal.backends.spire.svid import DecodedSvid, SvidDecodeError, decode_der_chain
 from entrypoint._internal.formats.compact import (
     SIGNATURE_KEY,
     TAG,
@@ -20,14 +24,10 @@ from entrypoint._internal.formats.compact import (
     controller_view,
     statement_of_view,
 )
-from entrypoint._internal.satoken import MATERIAL_KIND, spki_from_p256_point
 from entrypoint._internal.verification.chain import check_chain, check_signed_within_validity
-from entrypoint._internal.verification.identity import check_identity, single_uri, uri_sans
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed, fail_closed
 from entrypoint._internal.verification.request import Outcome, Request
 from entrypoint._internal.verification.signatures import is_valid, jose_checker
-from entrypoint._internal.verification.svid import DecodedSvid, SvidDecodeError, decode_der_chain
-from entrypoint._internal.verification.token import check_token
 from entrypoint.termination import RunResult, parse_message
 
 NAME = "compact"

@@ -9,7 +9,7 @@ from cryptography import x509
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from entrypoint._internal.verification.kube import KubeJwks, KubeTokenReview
+    from entrypoint._internal.backends.k8s_sat.kube import KubeJwks, KubeTokenReview
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
+from entrypoint._internal.backends.k8s_sat.common import KEY_ENTRY, TOKEN_ENTRY
+from entrypoint._internal.backends.k8s_sat.token import check_token
+from entrypoint._internal.backends.spire.spiffe_id import check_identity, peek_uri, single_uri
+from entrypoint._internal.backends.spire.svid import SvidDecodeError, decode_svid
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.go.json import Base64Error, decode_go_base64
-from entrypoint._internal.satoken import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.verification.chain import check_chain
-from entrypoint._internal.verification.identity import check_identity, peek_uri, single_uri
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.reasons import fail_closed as _check
 from entrypoint._internal.verification.request import Outcome, Request
 from entrypoint._internal.verification.signatures import SignatureCheck, checker_for, is_valid
-from entrypoint._internal.verification.svid import SvidDecodeError, decode_svid
-from entrypoint._internal.verification.token import check_token
 from entrypoint.termination import ResultType, RunResult
 
 NAME = "tekton"

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from entrypoint._internal.satoken import (
+from entrypoint._internal.backends.k8s_sat.common import (
     ENV_API,
     ENV_POD,
     SA_DIR,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from entrypoint._internal.satoken import (
+from entrypoint._internal.backends.k8s_sat.common import (
     SA_DIR,
     audiences_of,
     in_cluster_api_url,

@@ -14,7 +14,7 @@ import datetime as dt
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from entrypoint._internal.satoken import key_audience
+from entrypoint._internal.backends.k8s_sat.common import key_audience
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.request import Request
 
