@@ -154,6 +154,7 @@ def _main(args: list[str]) -> int:
             backend,
             wire_format,
             step=step_index(opts.step_metadata_dir),
+            metadata_dir=opts.step_metadata_dir,
             spire_socket=opts.spire_socket_path,
             budget=opts.signing_timeout_ns / 1e9,
             interval=opts.signing_retry_interval_ns / 1e9,

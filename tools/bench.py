@@ -225,8 +225,8 @@ def _throughput(runs: int, check: Callable[[], bool]) -> tuple[float, int]:
 
 
 def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
+    from entrypoint._internal.backends.spire.evidence import x509_identity
     from entrypoint._internal.signing.compact_format import CompactFormat
-    from entrypoint._internal.signing.identity import Identity
     from entrypoint._internal.signing.tekton_format import TektonFormat
     from entrypoint.termination import RunResult, encode_message
     from entrypoint.testing.ca import TestCA
@@ -237,7 +237,7 @@ def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
     ca = TestCA("example.org")
     svid = ca.issue_svid("spiffe://example.org/ns/bench/taskrun/run")
     entries = [RunResult(f"IMAGE{i}_DIGEST", f"sha256:{i:064x}", 1) for i in range(n)]
-    ident = Identity(svid.key, svid.chain, svid.spiffe_id)
+    ident = x509_identity(svid.key, svid.chain, svid.spiffe_id)
     trust = TrustBundle("example.org", (ca.root_cert,))
     started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
     messages = {
@@ -297,8 +297,8 @@ def capacity_table() -> tuple[int, dict[str, int]]:
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from entrypoint._internal.signing.compact_format import CompactFormat, chain_der
-    from entrypoint._internal.signing.identity import Identity
+    from entrypoint._internal.backends.spire.evidence import X509Evidence, x509_identity
+    from entrypoint._internal.signing.compact_format import CompactFormat
     from entrypoint._internal.signing.tekton_format import TektonFormat
     from entrypoint.termination import MAX_MESSAGE_BYTES, RunResult, encode_message
     from entrypoint.testing.ca import TestCA
@@ -306,10 +306,10 @@ def capacity_table() -> tuple[int, dict[str, int]]:
     svid = TestCA("example.org").issue_svid(
         "spiffe://example.org/ns/my-namespace/taskrun/build-image-run-x7k2p"
     )
-    ident = Identity(svid.key, svid.chain, svid.spiffe_id)
+    ident = x509_identity(svid.key, svid.chain, svid.spiffe_id)
     leaf_size = len(svid.chain[0].public_bytes(Encoding.DER))
     started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
-    digest = hashlib.sha256(chain_der(ident)).digest()
+    digest = hashlib.sha256(X509Evidence(svid.chain).chain_der()).digest()
 
     def fits(variant: str, n: int) -> bool:
         entries = digest_results(n)
@@ -364,6 +364,7 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from entrypoint._internal.backends.k8s_sat.common import key_audience
+    from entrypoint._internal.backends.k8s_sat.evidence import token_identity
     from entrypoint._internal.signing.compact_format import CompactFormat
     from entrypoint._internal.signing.identity import Identity
     from entrypoint._internal.signing.tekton_format import TektonFormat
@@ -380,7 +381,7 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
             key = ec.generate_private_key(ec.SECP256R1())
             spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
             token = server.issue_token(namespace, sa, pod, audiences=[key_audience(spki)], expires_in=600)
-            ident = Identity(key, (), "bench", token=token, token_expires=dt.datetime.now(dt.UTC))
+            ident = token_identity(key, token, dt.datetime.now(dt.UTC), "bench")
 
             def message(fmt: str, n: int, compressed: bool, ident: Identity = ident) -> int:
                 entries = digest_results(n)

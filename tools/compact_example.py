@@ -18,9 +18,9 @@ sys.path.insert(0, str(REPO))
 
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
+from entrypoint._internal.backends.spire.evidence import X509Evidence, x509_identity  # noqa: E402
 from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, statement  # noqa: E402
-from entrypoint._internal.signing.compact_format import CompactFormat, chain_der  # noqa: E402
-from entrypoint._internal.signing.identity import Identity  # noqa: E402
+from entrypoint._internal.signing.compact_format import CompactFormat  # noqa: E402
 from entrypoint.termination import RunResult, encode_message  # noqa: E402
 from entrypoint.testing.ca import TestCA  # noqa: E402
 
@@ -33,7 +33,7 @@ def main() -> int:
     svid = ca.issue_svid(
         "spiffe://example.org/ns/demo/taskrun/build", not_before=signed - dt.timedelta(minutes=1)
     )
-    ident = Identity(svid.key, svid.chain, svid.spiffe_id)
+    ident = x509_identity(svid.key, svid.chain, svid.spiffe_id)
     entries = [
         RunResult("IMAGE_DIGEST", "sha256:" + "0" * 62 + "42", 1),
         RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3),
@@ -41,7 +41,7 @@ def main() -> int:
     fmt = CompactFormat("1", clock=signed.timestamp)  # a fixed signing time: a reproducible document
     sealed = fmt.seal_options(entries, ident, frozenset())[0]
     sig = SignatureValue.decode(next(e.value for e in sealed if e.key == SIGNATURE_KEY))
-    chain = chain_der(ident)
+    chain = X509Evidence(svid.chain).chain_der()
     example = {
         "description": "docs/compact-format.md section 7: verify with namespace demo, name build, step 1, "
         "trust domain example.org, at verifyAt",

@@ -309,6 +309,8 @@ def test_step_results_have_type_4(tmp_path: Path) -> None:
 
 
 class RecordingSigner:
+    seals = False
+
     def __init__(self) -> None:
         self.calls: list[list[RunResult]] = []
 
@@ -316,10 +318,11 @@ class RecordingSigner:
         self.calls.append(entries)
         return [RunResult("SIGNED", ",".join(e.key for e in entries), 1)]
 
-    def seal_options(
-        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
-    ) -> list[list[RunResult]]:
+    def seal_options(self, entries: list[RunResult]) -> list[list[RunResult]]:
         raise AssertionError("a per-phase signer is never asked to seal")
+
+    def after_write(self, written: list[RunResult]) -> None:
+        self.written = written
 
 
 def test_signer_is_called_per_phase_even_without_result_files(tmp_path: Path) -> None:

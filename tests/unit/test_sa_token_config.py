@@ -13,13 +13,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from entrypoint._internal.backends.k8s_sat.common import config_from_env
+from entrypoint._internal.backends.k8s_sat.evidence import REFRESH_WITHIN as TOKEN_REFRESH_WITHIN
+from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.backends.k8s_sat.fetch import SaTokenBackend
 from entrypoint._internal.backends.k8s_sat.kube import ApiServer, KubeJwks, KubeTrustError
 from entrypoint._internal.backends.spire.fetch import SpireBackend
 from entrypoint._internal.signing import failing_signer
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
-from entrypoint._internal.signing.identity import TOKEN_REFRESH_WITHIN, Identity
+from entrypoint._internal.signing.identity import Identity
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint._internal.step.context import Context
 from entrypoint._internal.step.options import ConfigError, Options, signing_choice
@@ -42,9 +44,7 @@ class TokenBackend:
         lifetime = self.lifetimes[min(self.fetches, len(self.lifetimes) - 1)]
         self.fetches += 1
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
-        return Identity(
-            ec.generate_private_key(ec.SECP256R1()), (), "fake", token=JWT_LIKE, token_expires=expires
-        )
+        return token_identity(ec.generate_private_key(ec.SECP256R1()), JWT_LIKE, expires, "fake")
 
 
 def signer(backend: TokenBackend) -> BackgroundSigner:
@@ -69,13 +69,7 @@ def test_a_token_is_renewed_before_signing_unless_most_of_its_life_is_left(left:
 
 
 def test_an_svid_keeps_the_short_renewal_margin() -> None:
-    ident = Identity(
-        ec.generate_private_key(ec.SECP256R1()),
-        (),
-        "x",
-        token=JWT_LIKE,
-        token_expires=dt.datetime.now(dt.UTC),
-    )
+    ident = token_identity(ec.generate_private_key(ec.SECP256R1()), JWT_LIKE, dt.datetime.now(dt.UTC), "x")
     assert ident.refresh_within == TOKEN_REFRESH_WITHIN
     assert TOKEN_REFRESH_WITHIN > 300  # most of a 600 s token's life
 

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.formats.compact import SignatureValue, b64url
 from entrypoint._internal.signing.compact_format import CompactFormat
-from entrypoint._internal.signing.identity import Identity
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint.termination import RunResult
 from entrypoint.testing.kube_api import KubeAPIServer
@@ -116,7 +116,7 @@ def new_key() -> ec.EllipticCurvePrivateKey:
 
 def sign(fmt: str, key: Any, token: str, entries: list[RunResult] = RESULTS, *, step: str = "0",
          signed_at: int | None = None) -> list[RunResult]:  # fmt: skip
-    identity = Identity(key, (), "test", token=token, token_expires=dt.datetime.now(dt.UTC))
+    identity = token_identity(key, token, dt.datetime.now(dt.UTC), "test")
     if fmt == "tekton":
         return [*entries, *TektonFormat().sign(list(entries), identity)]
     clock = (lambda: float(signed_at)) if signed_at is not None else time.time

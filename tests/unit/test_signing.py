@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -12,9 +13,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from entrypoint._internal.backends import BACKENDS, get
+from entrypoint._internal.backends.k8s_sat.evidence import token_identity
+from entrypoint._internal.backends.spire.evidence import X509Evidence, x509_identity
 from entrypoint._internal.backends.spire.fetch import SpireBackend
+from entrypoint._internal.formats.compact import SignatureValue
 from entrypoint._internal.signing import background, is_reserved
 from entrypoint._internal.signing.background import BackgroundSigner
+from entrypoint._internal.signing.compact_format import MATERIAL_MARKER, CompactFormat
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint._internal.signing.tekton_format import TektonFormat
@@ -27,7 +33,7 @@ ID = "spiffe://example.org/ns/foo/taskrun/tr"
 
 def identity(key_type: str = "ec-p256", ttl: dt.timedelta = dt.timedelta(hours=1)) -> Identity:
     svid = TestCA().issue_svid(ID, key_type=key_type, ttl=ttl)
-    return Identity(svid.key, svid.chain, ID)
+    return x509_identity(svid.key, svid.chain, ID)
 
 
 def verify(cert: x509.Certificate, sig_b64: str, data: bytes) -> None:
@@ -65,7 +71,8 @@ def test_tekton_format_layout_and_signatures(key_type: str) -> None:
     assert all(e.type == 1 for e in out)
     values = {e.key: e.value for e in out}
     leaf = x509.load_pem_x509_certificate(values["SVID"].encode())
-    assert leaf == ident.leaf
+    assert isinstance(ident.evidence, X509Evidence)
+    assert leaf == ident.evidence.leaf
     assert values["SVID"].startswith("-----BEGIN CERTIFICATE-----\n")
     assert all(len(line) <= 64 for line in values["SVID"].splitlines())
     assert values["RESULT_MANIFEST"] == "foo,bar,obj"
@@ -226,3 +233,94 @@ def test_spire_backend_without_agent_fails_inside_its_budget() -> None:
     with pytest.raises(SigningError, match=r"failed to fetch SVID: .*: context deadline exceeded"):
         backend.fetch()
     assert time.monotonic() - start < 10  # bounded: never hangs
+
+
+# -- backends, evidence and the signer's hooks ---------------------------------------------------------
+
+
+def test_every_backend_package_has_the_modules_the_registry_promises() -> None:
+    for backend in BACKENDS:
+        assert callable(backend.module("config").fetcher_args), backend
+        assert callable(backend.module("fetch").Fetcher), backend
+        assert callable(backend.module("evidence").decode), backend
+    with pytest.raises(KeyError, match="unknown signing backend 'nope'"):
+        get("nope")
+
+
+def test_evidence_crosses_the_helper_pipe_as_opaque_bytes_and_decodes_alike() -> None:
+    ident = identity()
+    data = ident.evidence.to_bytes()
+    again = get(ident.evidence.backend).module("evidence").decode(data)
+    assert isinstance(again, X509Evidence) and isinstance(ident.evidence, X509Evidence)
+    assert again.chain == ident.evidence.chain
+    assert again.not_after == ident.not_after
+    token = token_identity(ec.generate_private_key(ec.SECP256R1()), "a.b.c", dt.datetime.now(dt.UTC), "t")
+    decoded = get("oidc-sa-token").module("evidence").decode(token.evidence.to_bytes())
+    assert (decoded.token, decoded.not_after) == ("a.b.c", token.not_after)
+
+
+def test_reserved_names_cover_every_backends_tekton_entries() -> None:
+    for backend in BACKENDS:
+        for name in backend.tekton_entries:
+            assert is_reserved(name), name
+
+
+class LogRecord:
+    """A post-sign hook that records what it saw and adds one entry (as a log upload would)."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[RunResult]] = []
+
+    def __call__(self, signed: list[RunResult], identity: Identity) -> list[RunResult]:
+        self.seen.append(signed)
+        return [RunResult("LOG_RECORD", f"entry-{len(self.seen)}", 1)]
+
+
+@pytest.mark.parametrize("fmt", ["tekton", "compact"])
+def test_post_sign_hooks_see_what_was_signed_and_add_beside_it(fmt: str) -> None:
+    backend = FakeBackend(5.0)
+    wire: TektonFormat | CompactFormat = TektonFormat() if fmt == "tekton" else CompactFormat("0")
+    signer = BackgroundSigner(lambda: (backend, wire), backend.budget, "hooked", seals=fmt == "compact")
+    hook = LogRecord()
+    signer.post_sign.append(hook)
+    signer.start()
+    if fmt == "tekton":
+        out = signer.sign(Context.background(), [RunResult("a", "1", 1)])
+        assert [e.key for e in out][-1] == "LOG_RECORD"
+        assert "RESULT_MANIFEST.sig" in [e.key for e in hook.seen[0]]
+    else:
+        [option] = signer.seal_options([RunResult("a", "1", 1)])
+        assert [e.key for e in option][-2:] == ["SIGNATURE", "LOG_RECORD"]
+        assert hook.seen[0][-1].key == "SIGNATURE"
+
+
+def test_a_failing_post_sign_hook_fails_the_signing() -> None:
+    backend = FakeBackend(5.0)
+    signer = BackgroundSigner(lambda: (backend, TektonFormat()), backend.budget, "hooked").start()
+
+    def refuse(signed: list[RunResult], identity: Identity) -> list[RunResult]:
+        raise SigningError("transparency log https://log.example: HTTP 503: try later")
+
+    signer.post_sign.append(refuse)
+    with pytest.raises(SigningError, match="HTTP 503"):
+        signer.sign(Context.background(), [RunResult("a", "1", 1)])
+
+
+def test_the_compact_format_leaves_its_marker_for_later_steps_and_reads_theirs(tmp_path: Path) -> None:
+    ident = identity()
+    status0, status1 = tmp_path / "0" / "status", tmp_path / "1" / "status"
+    status0.mkdir(parents=True)
+    status1.mkdir(parents=True)
+    first = CompactFormat("0", metadata_dir=str(status0))
+    [embedded] = first.seal_options([RunResult("a", "1", 1)], ident)
+    first.after_write(embedded)
+    assert (status0 / MATERIAL_MARKER).is_file()
+    # The next step of the pod, same SVID: it may now refer to the chain instead of embedding it.
+    second = CompactFormat("1", metadata_dir=str(status1))
+    options = second.seal_options([RunResult("b", "2", 1)], ident)
+    kinds = [SignatureValue.decode(o[-1].value).material_kind for o in options]
+    assert kinds == ["x509", "x509-ref"]
+    # Without the marker there is nothing to refer to.
+    (status0 / MATERIAL_MARKER).unlink()
+    third = CompactFormat("1", metadata_dir=str(status1))
+    assert len(third.seal_options([RunResult("b", "2", 1)], ident)) == 1

@@ -10,6 +10,7 @@ Nothing here is imported unless signing is enabled: it pulls in cryptography and
 
 from __future__ import annotations
 
+from entrypoint._internal.backends import NAMES, get, tekton_entry_names
 from entrypoint._internal.signing.errors import SigningError
 
 TYPE_CHECKING = False
@@ -23,12 +24,10 @@ if TYPE_CHECKING:
 
 # Result names a step may not use while signing is on: a result file with one of these names
 # could otherwise forge or shadow the signing entries (any format, any backend).
-RESERVED_NAMES = frozenset(
-    {"SVID", "RESULT_MANIFEST", "RESULT_MANIFEST.sig", "SIGNATURE", "SA_TOKEN", "SA_TOKEN_KEY"}
-)
+RESERVED_NAMES = frozenset({"RESULT_MANIFEST", "RESULT_MANIFEST.sig", "SIGNATURE"}) | tekton_entry_names()
 RESERVED_SUFFIXES = (".sig",)
 
-BACKENDS = ("spire", "oidc-sa-token")
+BACKENDS = NAMES
 FORMATS = ("tekton", "compact")
 
 
@@ -56,10 +55,14 @@ def background_signer(
     budget: float = 20.0,
     interval: float = 2.0,
     step: str = "",
+    metadata_dir: str = "",
     environ: Mapping[str, str] | None = None,
 ) -> BackgroundSigner:
     """A signer that prepares itself in the background once :meth:`BackgroundSigner.start` is
     called (or, at the latest, when it is first asked to sign).
+
+    ``metadata_dir`` is the step's ``/tekton/run/<index>/status``: the compact format leaves a
+    marker there for later steps, and reads the earlier steps' markers.
 
     Call this while the process is single-threaded: the backend's helper process is forked here
     and starts fetching at once, on another core.
@@ -74,24 +77,14 @@ def background_signer(
     if backend not in BACKENDS or wire_format not in FORMATS:
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 
-    spec: tuple[str, dict[str, str | float]]
-    if backend == "oidc-sa-token":
-        import os
+    import os
 
-        from entrypoint._internal.backends.k8s_sat.common import config_from_env
-
-        config = config_from_env(os.environ if environ is None else environ)
-        spec = (
-            "entrypoint._internal.backends.k8s_sat.fetch:SaTokenBackend",
-            {**config, "budget": budget, "interval": interval},
-        )
-    else:
-        spec = (
-            "entrypoint._internal.backends.spire.fetch:SpireBackend",
-            {"address": spire_socket, "budget": budget, "interval": interval},
-        )
+    config = get(backend).module("config")
+    args = config.fetcher_args(spire_socket=spire_socket, environ=os.environ if environ is None else environ)
     try:
-        helper: ForkedBackend | None = ForkedBackend(backend, budget, spec)
+        helper: ForkedBackend | None = ForkedBackend(
+            backend, budget, {**args, "budget": budget, "interval": interval}
+        )
         failure: SigningError | None = None
     except SigningError as exc:
         # The step still runs; its signing fails, clearly, when results are signed.
@@ -104,7 +97,7 @@ def background_signer(
         if wire_format == "compact":
             from entrypoint._internal.signing.compact_format import CompactFormat
 
-            return helper, CompactFormat(step)
+            return helper, CompactFormat(step, metadata_dir=metadata_dir)
         from entrypoint._internal.signing.tekton_format import TektonFormat
 
         return helper, TektonFormat()

@@ -38,9 +38,15 @@ if TYPE_CHECKING:
 
         def warm_up(self, identity: Identity) -> None: ...
 
-        def seal_options(
-            self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes]
-        ) -> list[list[RunResult]]: ...
+        def seal_options(self, entries: list[RunResult], identity: Identity) -> list[list[RunResult]]: ...
+
+        def after_write(self, written: list[RunResult]) -> None: ...
+
+    class PostSignHook(Protocol):
+        """Runs on what was just signed (e.g. to log it to a transparency log) and returns entries
+        to add beside the signature; a failure raises SigningError, which fails the signing."""
+
+        def __call__(self, signed: list[RunResult], identity: Identity) -> list[RunResult]: ...
 
 
 # A step that outlived the budget gets one more attempt this long, in case the agent recovered.
@@ -75,6 +81,8 @@ class BackgroundSigner:
         self._start_lock = threading.Lock()
         self._launched = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-prefetch", daemon=True)
+        # Steps that come after signing, owned by whoever adds them (a backend's log upload).
+        self.post_sign: list[PostSignHook] = []
 
     def start(self) -> BackgroundSigner:
         """Begin preparing (idempotent).  Best called when the main thread goes idle: the imports
@@ -156,11 +164,24 @@ class BackgroundSigner:
         del ctx
         identity = self.identity()
         assert self._format is not None  # set together with the backend
-        return self._format.sign(entries, identity)
+        signed = self._format.sign(entries, identity)
+        return signed + self._after_signing(signed, identity) if signed else signed
 
-    def seal_options(
-        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
-    ) -> list[list[RunResult]]:
+    def seal_options(self, entries: list[RunResult]) -> list[list[RunResult]]:
         identity = self.identity()
         assert self._format is not None
-        return self._format.seal_options(entries, identity, embedded_elsewhere)
+        return [
+            option + self._after_signing(option, identity)
+            for option in self._format.seal_options(entries, identity)
+        ]
+
+    def _after_signing(self, signed: list[RunResult], identity: Identity) -> list[RunResult]:
+        added: list[RunResult] = []
+        for hook in self.post_sign:
+            added += hook(signed, identity)
+        return added
+
+    def after_write(self, written: list[RunResult]) -> None:
+        """Let the format tell later steps about what was written (nothing if it never loaded)."""
+        if self._format is not None:
+            self._format.after_write(written)

@@ -8,6 +8,7 @@ everything the message then holds.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 
@@ -15,26 +16,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, b64url, statement
+from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, statement
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult
 
 _TASK = int(ResultType.TASK_RUN_RESULT)
-
-
-def chain_der(identity: Identity) -> bytes:
-    return b"".join(c.public_bytes(Encoding.DER) for c in identity.chain)
-
-
-def token_material(identity: Identity) -> bytes:
-    key = identity.key
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise SigningError("the compact format carries token identities with P-256 keys only")
-    point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    return f"{b64url(point)}:{identity.token}".encode("ascii")
+# Left in the step's status directory: the SHA-256 of the material its final message embeds.
+MATERIAL_MARKER = "signing-material.sha256"
 
 
 def sign_jose(identity: Identity, data: bytes) -> tuple[str, bytes]:
@@ -59,12 +49,19 @@ def sign_jose(identity: Identity, data: bytes) -> tuple[str, bytes]:
 
 
 class CompactFormat:
+    """The compact format: every write of the termination file sealed by one signature."""
+
     name = "compact"
     seals = True
 
-    def __init__(self, step: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, step: str, clock: Callable[[], float] = time.time, *, metadata_dir: str = "") -> None:
         self.step = step
         self.clock = clock
+        # The step's /tekton/run/<index>/status: where this step tells later ones which material
+        # its message embeds, and next to which the earlier steps told theirs.
+        self.metadata_dir = metadata_dir
+        self._earlier: frozenset[bytes] | None = None
+        self._shared_kinds: set[str] = set()
 
     def sign(self, entries: list[RunResult], identity: Identity) -> list[RunResult]:
         return []  # nothing per phase: each write of the message is sealed instead
@@ -73,25 +70,61 @@ class CompactFormat:
         self.seal_options([], identity, frozenset())
 
     def seal_options(
-        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes]
+        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes] | None = None
     ) -> list[list[RunResult]]:
-        """The message's entries with a fresh SIGNATURE: first with the chain embedded, then, if
-        an earlier step of the pod embedded the same chain (its SHA-256 is in
-        ``embedded_elsewhere``), with a reference to it instead."""
-        if identity.token:
-            # Each step has its own key and token: nothing an earlier step embedded to refer to.
-            chain, kinds = token_material(identity), ("k8s-sat", "")
-        else:
-            chain, kinds = chain_der(identity), ("x509", "x509-ref")
-        digest = hashlib.sha256(chain).digest()
+        """The message's entries with a fresh SIGNATURE: first with the material embedded, then, if
+        an earlier step of the pod embedded the same material (its SHA-256 is among the earlier
+        steps' markers, or in ``embedded_elsewhere`` when given), with a reference to it instead."""
+        kind, material, ref_kind = identity.evidence.compact_material(identity)
+        if ref_kind:
+            self._shared_kinds.add(kind)
+        digest = hashlib.sha256(material).digest()
         signed_at = int(self.clock())
         body = [e for e in entries if e.key != SIGNATURE_KEY]
         stmt = statement(body, step=self.step, signed_at=signed_at, material_digest=digest)
         alg, signature = sign_jose(identity, stmt)
+        earlier = self.earlier_material() if embedded_elsewhere is None else embedded_elsewhere
         options = []
-        for kind, material in zip(kinds, (chain, digest), strict=False):
-            if not kind or (kind == "x509-ref" and digest not in embedded_elsewhere):
+        for option_kind, option_material in ((kind, material), (ref_kind, digest)):
+            if not option_kind or (option_kind == ref_kind and digest not in earlier):
                 continue
-            value = SignatureValue(self.step, signed_at, alg, signature, kind, material).encode()
+            value = SignatureValue(
+                self.step, signed_at, alg, signature, option_kind, option_material
+            ).encode()
             options.append([*body, RunResult(SIGNATURE_KEY, value, _TASK)])
         return options
+
+    def earlier_material(self) -> frozenset[bytes]:
+        """The digests of the material that earlier steps of this pod embedded (their markers)."""
+        if self._earlier is None:
+            found: set[bytes] = set()
+            index = self.step
+            run_dir = os.path.dirname(os.path.dirname(self.metadata_dir.rstrip("/")))
+            for j in range(int(index) if self.metadata_dir and index else 0):
+                try:
+                    with open(os.path.join(run_dir, str(j), "status", MATERIAL_MARKER)) as f:
+                        found.add(bytes.fromhex(f.read().strip()))
+                except (OSError, ValueError):
+                    continue
+            self._earlier = frozenset(found)
+        return self._earlier
+
+    def after_write(self, written: list[RunResult]) -> None:
+        """Tell later steps which material this step's final message embeds, so that a later step
+        short of space may refer to it instead of embedding it again (docs/compact-format.md §5).
+        Best effort: without the marker a later step embeds its own copy."""
+        if not self.metadata_dir:
+            return
+        for e in written:
+            if e.key != SIGNATURE_KEY:
+                continue
+            try:
+                value = SignatureValue.decode(e.value)
+            except ValueError:
+                continue
+            if value.material_kind in self._shared_kinds:
+                try:
+                    with open(os.path.join(self.metadata_dir, MATERIAL_MARKER), "w") as f:
+                        f.write(value.material_digest.hex())
+                except OSError as exc:
+                    raise SigningError(f"could not publish the signing material marker: {exc}") from exc

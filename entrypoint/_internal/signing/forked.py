@@ -39,11 +39,12 @@ class ForkedBackend:
     """A backend whose ``fetch`` runs in a helper process started at construction.
 
     The helper is a fresh interpreter started with ``posix_spawn`` (a fork would make the step's
-    process pay copy-on-write faults on its whole heap while the helper lives).  ``spec`` names
-    the backend factory as ``module:function`` plus its JSON arguments; the helper imports it.
+    process pay copy-on-write faults on its whole heap while the helper lives).  ``name`` is the
+    backend (:mod:`entrypoint._internal.backends`), ``args`` its fetcher's arguments; the helper
+    imports the backend's ``fetch`` module, the step's process only its ``evidence``.
     """
 
-    def __init__(self, name: str, budget: float, spec: tuple[str, dict[str, str | float]]) -> None:
+    def __init__(self, name: str, budget: float, args: dict[str, str | float]) -> None:
         import sys
 
         from entrypoint._internal.step.selfexec import python_command
@@ -60,14 +61,14 @@ class ForkedBackend:
         # plain strings and numbers, passed as a Python literal (no JSON: it costs the step ~2 ms
         # of imports before its command can start).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-        module, _, factory = spec[0].partition(":")
         bootstrap = (
             f"import sys; sys.path[:0] = {[package_root, *sys.path]!r}; "
             # First of all, before any import: this process will hold the private key.
             "from entrypoint._internal.step.selfexec import make_undumpable; make_undumpable(); "
-            f"from {module} import {factory} as factory; "
+            "from entrypoint._internal.backends import get; "
+            f"fetcher = get({name!r}).module('fetch').Fetcher; "
             "from entrypoint._internal.signing.forked import serve; "
-            f"serve(lambda: factory(**{spec[1]!r}))"
+            f"serve(lambda: fetcher(**{args!r}))"
         )
         # stdin/stdout carry requests and answers; stderr is shared, so that a helper that cannot
         # even start says why in the step's log.
@@ -113,16 +114,23 @@ class ForkedBackend:
             status = _read_exactly(self._resp_r, 1, deadline)
             if status == b"E":
                 raise SigningError(_read_frame(self._resp_r, deadline).decode("utf-8", "replace"))
-            count = _U32.unpack(_read_exactly(self._resp_r, 4, deadline))[0]
-            chain = [_read_frame(self._resp_r, deadline) for _ in range(count)]
-            key = _read_frame(self._resp_r, deadline)
-            source = _read_frame(self._resp_r, deadline).decode("utf-8", "replace")
-            token = _read_frame(self._resp_r, deadline).decode("ascii", "replace")
-            expires = _read_frame(self._resp_r, deadline).decode("ascii", "replace")
+            key, source, evidence = (_read_frame(self._resp_r, deadline) for _ in range(3))
         except TimeoutError:
             self.close()
             raise SigningError(f"{self.name}: no identity within the signing budget of {total:g}s") from None
-        return _identity(chain, key, source, token, expires)
+        return self._identity(key, source.decode("utf-8", "replace"), evidence)
+
+    def _identity(self, key_der: bytes, source: str, evidence: bytes) -> Identity:
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+        from entrypoint._internal.backends import get
+        from entrypoint._internal.signing.identity import Identity
+
+        try:
+            decoded = get(self.name).module("evidence").decode(evidence)
+            return Identity(load_der_private_key(key_der, None), decoded, source)
+        except (ValueError, TypeError) as exc:
+            raise SigningError(f"{self.name}: the identity helper's answer does not decode: {exc}") from exc
 
     def _status(self) -> str:
         try:
@@ -138,23 +146,6 @@ class ForkedBackend:
             os.close(self._req_w)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-
-
-def _identity(chain_der: list[bytes], key_der: bytes, source: str, token: str, expires: str) -> Identity:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_der_private_key
-
-    from entrypoint._internal.signing.identity import Identity
-
-    return Identity(
-        load_der_private_key(key_der, None),
-        [x509.load_der_x509_certificate(c) for c in chain_der],
-        source,
-        token=token,
-        token_expires=dt.datetime.fromisoformat(expires) if expires else None,
-    )
 
 
 def serve(make_backend: Callable[[], Backend]) -> None:  # pragma: no cover - runs in the helper
@@ -194,12 +185,8 @@ def _send_identity(fd: int, ident: Identity) -> None:  # pragma: no cover - runs
     key = ident.key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    parts = [b"O", _U32.pack(len(ident.chain))]
-    parts += [_frame(c.public_bytes(serialization.Encoding.DER)) for c in ident.chain]
-    parts += [_frame(key), _frame(ident.source.encode())]
-    # A token identity's expiry is the token's, not a certificate's: it travels along.
-    expires = ident.not_after.isoformat() if ident.token else ""
-    parts += [_frame(ident.token.encode("ascii")), _frame(expires.encode("ascii"))]
+    # The evidence is the backend's: opaque bytes here, decoded by the same backend on the other end.
+    parts = [b"O", _frame(key), _frame(ident.source.encode()), _frame(ident.evidence.to_bytes())]
     _write_all(fd, b"".join(parts))
 
 

@@ -1,66 +1,76 @@
-"""An identity: a private key and the material that proves who holds it.
+"""An identity: a private key and the evidence that proves who holds it.
 
-Either a certificate chain (an X.509-SVID: the leaf certifies the key) or a token (a pod-bound
-Kubernetes service-account JWT whose audience names the key's digest).
+The evidence is the backend's business (an X.509-SVID chain, a pod-bound token, ...): the wire
+formats ask it for their entries, and the identity helper process carries it as opaque bytes
+(:mod:`entrypoint._internal.backends`).  Here is only what every identity has: a key that signs
+and a time after which it must be fetched again.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-from collections.abc import Sequence
+from typing import Protocol
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from entrypoint._internal.signing.errors import SigningError
-
-SVID_REFRESH_WITHIN = 30.0
-TOKEN_REFRESH_WITHIN = 480.0
+from entrypoint.termination import RunResult
 
 
-class Identity:
-    def __init__(
-        self,
-        key: PrivateKeyTypes,
-        chain: Sequence[x509.Certificate],
-        source: str,
-        *,
-        token: str = "",
-        token_expires: dt.datetime | None = None,
-    ) -> None:
-        if not chain and not token:
-            raise SigningError("returned workload svid does not have certificates")
-        if token and token_expires is None:
-            raise SigningError("a token identity needs the token's expiry time")
-        self.key = key
-        self.chain = tuple(chain)
-        self.source = source  # e.g. the SPIFFE ID, for log lines (never the key or the token)
-        self.token = token
-        self._token_expires = token_expires
-        # Fetched again before signing when closer to expiry than this.  A token lives only 10
-        # minutes and must still be valid when the controller verifies it online (TokenReview)
-        # after the step, so it is renewed unless most of its life is left; an SVID lives ~1 h.
-        self.refresh_within = TOKEN_REFRESH_WITHIN if token else SVID_REFRESH_WITHIN
+class Evidence(Protocol):
+    """What a backend shows for a key; each method serves one wire format or the helper's pipe."""
 
-    def __repr__(self) -> str:
-        # Never the key or the token: an identity may end up in a log line or a traceback.
-        kind = "token" if self.token else "x509"
-        return f"Identity({kind}, {self.source!r})"
-
-    @property
-    def leaf(self) -> x509.Certificate:
-        if not self.chain:
-            raise SigningError(f"the {self.source} identity has no certificate")
-        return self.chain[0]
+    backend: str  # the backend's flag value: which package decodes it again
+    refresh_within: float  # fetched again before signing when closer to not_after than this
 
     @property
     def not_after(self) -> dt.datetime:
-        if self._token_expires is not None:
-            return self._token_expires
-        return self.leaf.not_valid_after_utc
+        """Aware, UTC: the end of the evidence's validity."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """Opaque to everyone but the backend's ``evidence.decode``."""
+        ...
+
+    def tekton_entries(self, identity: Identity) -> tuple[list[RunResult], list[RunResult]]:
+        """Tekton's format: the entries the evidence travels in, and those of them to sign."""
+        ...
+
+    def compact_material(self, identity: Identity) -> tuple[str, bytes, str]:
+        """The compact format: material kind, material, and the kind that refers to the same
+        material by digest when an earlier step embedded it (empty: it cannot be referred to)."""
+        ...
+
+    def warm_up(self) -> None:
+        """Exercise the slow first uses of the encoding (before the command ends)."""
+        ...
+
+
+class Identity:
+    """A private key and the evidence for it, as one backend's fetch returns them."""
+
+    def __init__(self, key: PrivateKeyTypes, evidence: Evidence, source: str) -> None:
+        self.key = key
+        self.evidence = evidence
+        self.source = source  # e.g. the SPIFFE ID, for log lines (never the key or the token)
+
+    def __repr__(self) -> str:
+        # Never the key or the token: an identity may end up in a log line or a traceback.
+        return f"Identity({self.evidence.backend}, {self.source!r})"
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.evidence.not_after
+
+    @property
+    def refresh_within(self) -> float:
+        return self.evidence.refresh_within
+
+    def expires_within(self, seconds: float) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        return self.not_after <= now + dt.timedelta(seconds=seconds)
 
     def public_key_pem(self) -> str:
         return (
@@ -68,20 +78,6 @@ class Identity:
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode("ascii")
         )
-
-    def expires_within(self, seconds: float) -> bool:
-        now = dt.datetime.now(dt.UTC)
-        return self.not_after <= now + dt.timedelta(seconds=seconds)
-
-    def leaf_pem(self) -> str:
-        """Go's ``pem.EncodeToMemory`` of the leaf: 64-character lines, trailing newline."""
-        return _pem(self.leaf)
-
-    def chain_pem(self) -> str:
-        """The leaf, then any intermediates.  Tekton emits the leaf only, so a deployment whose
-        SPIRE server has an upstream CA can never be verified from the bundle's roots; Tekton's
-        verifier reads the first certificate and ignores the rest, so appending stays compatible."""
-        return "".join(_pem(c) for c in self.chain)
 
     def sign(self, data: bytes) -> bytes:
         """Sign as Tekton does: SHA-256, ECDSA (DER) or RSA PKCS#1 v1.5.  Ed25519 signs the data
@@ -94,11 +90,3 @@ class Identity:
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
         raise SigningError(f"unsupported signing key type: {type(key).__name__}")
-
-
-def _pem(cert: x509.Certificate) -> str:
-    body = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return (
-        "-----BEGIN CERTIFICATE-----\n" + "".join(f"{ln}\n" for ln in lines) + "-----END CERTIFICATE-----\n"
-    )

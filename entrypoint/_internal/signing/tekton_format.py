@@ -5,16 +5,14 @@ Appended after a phase's results, all type 1: ``SVID`` (leaf PEM, then any inter
 ``RESULT_MANIFEST.sig``.  Each signature is
 standard base64 (padded) over the result's canonical value.
 
-With a token identity (``oidc-sa-token``) ``SVID`` gives way to ``SA_TOKEN_KEY`` (the public key,
-PEM) and ``SA_TOKEN`` (the JWT), and ``SA_TOKEN.sig`` signs the token like a result, so that the
-token cannot be swapped for another one naming the same key.
+What stands in place of ``SVID`` is the backend's (its ``evidence`` module): the oidc-sa-token
+backend writes ``SA_TOKEN_KEY`` and ``SA_TOKEN`` and has the token signed like a result.
 """
 
 from __future__ import annotations
 
 import base64
 
-from entrypoint._internal.backends.k8s_sat.common import KEY_ENTRY, TOKEN_ENTRY
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
@@ -24,6 +22,8 @@ _TASK = int(ResultType.TASK_RUN_RESULT)
 
 
 class TektonFormat:
+    """Tekton's format: signing entries appended per results phase."""
+
     name = "tekton"
     seals = False
 
@@ -32,8 +32,7 @@ class TektonFormat:
 
     def warm_up(self, identity: Identity) -> None:
         """Exercise the signing path once (first uses are slow) without changing any state."""
-        if not identity.token:
-            identity.chain_pem()
+        identity.evidence.warm_up()
         identity.sign(canonical_value("warm-up").encode())
 
     def sign(self, entries: list[RunResult], identity: Identity) -> list[RunResult]:
@@ -44,26 +43,24 @@ class TektonFormat:
             # completeness guarantee (§10 item 24).  Verifiers need only one block: skip this one.
             return []
         self._signed_a_phase = True
-        if identity.token:
-            out = [
-                RunResult(KEY_ENTRY, identity.public_key_pem(), _TASK),
-                RunResult(TOKEN_ENTRY, identity.token, _TASK),
-            ]
-            task = [*task, out[1]]
-        else:
-            out = [RunResult("SVID", identity.chain_pem(), _TASK)]
-        for e in task:
+        # The backend's entries first (SVID; or the key and the token), then one signature per
+        # task result and per evidence entry the backend wants signed.
+        out, signed_evidence = identity.evidence.tekton_entries(identity)
+        out = list(out)
+        for e in [*task, *signed_evidence]:
             sig = identity.sign(canonical_value(e.value).encode("utf-8", "surrogatepass"))
             out.append(RunResult(f"{e.key}.sig", base64.b64encode(sig).decode(), _TASK))
-        manifest = ",".join(
-            e.key for e in task if not e.key.endswith(".sig") and e.key not in ("SVID", TOKEN_ENTRY)
-        )
+        # Result names only: a step's results never use reserved names (the lifecycle refuses them).
+        manifest = ",".join(e.key for e in task if not e.key.endswith(".sig"))
         out.append(RunResult("RESULT_MANIFEST", manifest, _TASK))
         manifest_sig = identity.sign(manifest.encode("utf-8", "surrogatepass"))
         out.append(RunResult("RESULT_MANIFEST.sig", base64.b64encode(manifest_sig).decode(), _TASK))
         return out
 
+    def after_write(self, written: list[RunResult]) -> None:
+        """Nothing to tell later steps: each phase's block carries all it needs."""
+
     def seal_options(
-        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes]
+        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes] | None = None
     ) -> list[list[RunResult]]:
         raise SigningError("Tekton's format signs each results phase; it does not seal messages")

@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     Log = Callable[[str], None]
 
 RESULT_FROM_TERMINATION_MESSAGE = "termination-message"
-# In a step's metadata directory: the SHA-256 of the certificate chain its message embeds.
-MATERIAL_MARKER = "signing-material.sha256"
 STEP_REFERENCE = "$(steps."
 
 
@@ -125,7 +123,6 @@ class Entrypointer:
             config.termination_path, config.compress, log, own_only=self._seals
         )
         self._sidecar_entries: list[RunResult] = []
-        self._earlier_material: frozenset[bytes] | None = None
 
     # -- R0: the finaliser ------------------------------------------------------------------------
 
@@ -145,8 +142,11 @@ class Entrypointer:
             written = self._write_termination(out)
         except EntrypointError as exc:
             raise Fatal(f"Error while writing message: {exc}") from exc
-        if self._seals:
-            self._publish_material(written)
+        if self.signer is not None:
+            try:
+                self.signer.after_write(written)
+            except EntrypointError as exc:
+                self.log(f"warning: {exc}")
 
     def _write_termination(self, entries: list[RunResult]) -> list[RunResult]:
         if not self._seals:
@@ -165,38 +165,8 @@ class Entrypointer:
         assert self.signer is not None
         # Results that travel by the sidecar's log are bound too, but not written here.
         off_message = {id(e) for e in self._sidecar_entries}
-        options = self.signer.seal_options(entries + self._sidecar_entries, self._embedded_elsewhere())
+        options = self.signer.seal_options(entries + self._sidecar_entries)
         return [[e for e in option if id(e) not in off_message] for option in options]
-
-    def _embedded_elsewhere(self) -> frozenset[bytes]:
-        """Chains that earlier steps of this pod embedded in their messages (their markers)."""
-        if self._earlier_material is None:
-            found: set[bytes] = set()
-            index = step_index(self.cfg.step_metadata_dir)
-            run_dir = os.path.dirname(os.path.dirname(self.cfg.step_metadata_dir.rstrip("/")))
-            for j in range(int(index) if index else 0):
-                try:
-                    with open(join(run_dir, str(j), "status", MATERIAL_MARKER)) as f:
-                        found.add(bytes.fromhex(f.read().strip()))
-                except (OSError, ValueError):
-                    continue
-            self._earlier_material = frozenset(found)
-        return self._earlier_material
-
-    def _publish_material(self, written: list[RunResult]) -> None:
-        """Tell later steps which chain this step's final message embeds, so that a later step
-        short of space may refer to it instead of embedding it again (docs/compact-format.md §5)."""
-        from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue
-
-        for e in written:
-            if e.key == SIGNATURE_KEY:
-                value = SignatureValue.decode(e.value)
-                if value.material_kind == "x509":
-                    try:
-                        with open(join(self.cfg.step_metadata_dir, MATERIAL_MARKER), "w") as f:
-                            f.write(value.material_digest.hex())
-                    except OSError as exc:
-                        self.log(f"warning: could not publish the signing material marker: {exc}")
 
     # -- the lifecycle ------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 
+from entrypoint._internal.backends import NAMES as SIGNING_BACKENDS
 from entrypoint._internal.go.flag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
 
 DEFAULT_SPIRE_SOCKET = "unix:///spiffe-workload-api/spire-agent.sock"
-SIGNING_BACKENDS = ("spire", "oidc-sa-token")
 SIGNATURE_FORMATS = ("tekton", "compact")
 # Tekton's controller passes none of our flags; a cluster-wide pod template can set these instead
 # (Tekton's config-defaults ``default-pod-template`` env applies to every TaskRun's steps).

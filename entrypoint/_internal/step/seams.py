@@ -45,10 +45,13 @@ class PostWriter(Protocol):
 class ResultsSigner(Protocol):
     """Signs results.  A format either appends signing entries per results phase (``sign``;
     Tekton's) or, when ``seals`` is true, re-signs the whole message at every write
-    (``seal_options``; compact): it returns candidate entry lists, most preferred first."""
+    (``seal_options``; compact): it returns candidate entry lists, most preferred first.
+    ``after_write`` sees the final message once written (a format may leave word for later steps)."""
+
+    seals: bool
 
     def sign(self, ctx: Context, entries: list[RunResult]) -> list[RunResult]: ...
 
-    def seal_options(
-        self, entries: list[RunResult], embedded_elsewhere: frozenset[bytes]
-    ) -> list[list[RunResult]]: ...
+    def seal_options(self, entries: list[RunResult]) -> list[list[RunResult]]: ...
+
+    def after_write(self, written: list[RunResult]) -> None: ...

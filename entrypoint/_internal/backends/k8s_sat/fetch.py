@@ -25,6 +25,7 @@ from entrypoint._internal.backends.k8s_sat.common import (
     status_message,
     unverified_claims,
 )
+from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
@@ -206,7 +207,7 @@ class SaTokenBackend:
                 f"oidc-sa-token: TokenRequest {url}: the token is not for the audience asked for"
             )
         source = f"system:serviceaccount:{pod.namespace}:{pod.service_account} (pod {pod.name})"
-        return Identity(key, (), source, token=token, token_expires=expiry.astimezone(dt.UTC))
+        return token_identity(key, token, expiry, source)
 
 
 class _Retry(SigningError):
@@ -225,3 +226,6 @@ def _read_text(path: str) -> str:
 
 def _why(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
+Fetcher = SaTokenBackend  # the name the backend registry looks up

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from entrypoint._internal.backends.spire.evidence import x509_identity
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
@@ -66,7 +67,7 @@ class SpireBackend:
                 svid = client.fetch_x509_svid(timeout=max(timeout, 0.001))
             except PySpiffeError as exc:
                 raise SigningError(f"spire workload API ({self.address}): {exc}") from exc
-        return Identity(svid.private_key, svid.cert_chain, str(svid.spiffe_id))
+        return x509_identity(svid.private_key, svid.cert_chain, str(svid.spiffe_id))
 
     def close(self) -> None:
         with self._lock:
@@ -74,3 +75,6 @@ class SpireBackend:
         close = getattr(client, "close", None)
         if callable(close):
             close()
+
+
+Fetcher = SpireBackend  # the name the backend registry looks up
