@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from entrypoint._internal.backends.k8s_sat.common import split_material
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.formats.compact import SignatureValue, b64url
 from entrypoint._internal.signing.compact_format import CompactFormat
@@ -346,7 +347,7 @@ def replace_material(
             e = RunResult(e.key, token, e.type)
         elif e.key == "SIGNATURE":
             v = SignatureValue.decode(e.value)
-            old_point, old_token = v.token_material()
+            old_point, old_token = split_material(v.material)
             material = f"{b64url(point(key) if key is not None else old_point)}:{token or old_token}".encode()
             e = RunResult(e.key, SignatureValue(v.step, v.signed_at, v.alg, v.signature, v.material_kind,
                                                 material).encode(), e.type)  # fmt: skip

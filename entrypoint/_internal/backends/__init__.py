@@ -2,6 +2,7 @@
 
 A backend package holds everything about one kind of identity, in modules of fixed names:
 
+* ``common``   - what its signer and verifier agree on (names, codecs; light, optional);
 * ``config``   - its arguments, read from the step's flags and environment (in the step's process);
 * ``fetch``    - ``Fetcher``: gets a key and the evidence for it (in the identity helper process);
 * ``evidence`` - ``decode``: the evidence as it crosses the helper's pipe, and what each wire
@@ -24,10 +25,16 @@ class Backend:
     """One identity backend: its flag value, its package, and the entry names and cs1 material
     kinds it owns (known here so that reserving and recognising them imports no backend)."""
 
-    __slots__ = ("compact_kinds", "name", "package", "tekton_entries")
+    __slots__ = ("compact_kinds", "compact_text", "name", "package", "tekton_entries")
 
     def __init__(
-        self, name: str, package: str, *, tekton_entries: tuple[str, ...], compact_kinds: tuple[str, ...]
+        self,
+        name: str,
+        package: str,
+        *,
+        tekton_entries: tuple[str, ...],
+        compact_kinds: tuple[str, ...],
+        compact_text: bool = False,
     ) -> None:
         self.name = name
         self.package = package
@@ -35,6 +42,9 @@ class Backend:
         self.tekton_entries = tekton_entries
         # The compact format: the material kinds of its SIGNATURE entry, the full one first.
         self.compact_kinds = compact_kinds
+        # Whether its cs1 material is written as text (checked by its ``common`` module) rather
+        # than as base64url of bytes.
+        self.compact_text = compact_text
 
     def module(self, part: str) -> ModuleType:
         """One of the backend's modules (``config``, ``fetch``, ``evidence``, ``verify``)."""
@@ -60,6 +70,7 @@ BACKENDS = (
         "entrypoint._internal.backends.k8s_sat",
         tekton_entries=("SA_TOKEN", "SA_TOKEN_KEY"),
         compact_kinds=("k8s-sat",),
+        compact_text=True,
     ),
 )
 

@@ -13,14 +13,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from entrypoint._internal.backends.k8s_sat.common import spki_from_p256_point
+from entrypoint._internal.backends import BACKENDS, for_compact_kind
 from entrypoint._internal.go.json import valid_utf8
 from entrypoint.termination import RunResult
 
 TAG = "cs1"
 SIGNATURE_KEY = "SIGNATURE"
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
-MATERIAL_KINDS = ("x509", "x509-ref", "k8s-sat")
+# Each backend's kinds (entrypoint._internal.backends); a kind's data is unpadded base64url of the
+# material, unless its backend writes it as text (then its ``common`` module checks the text).
+MATERIAL_KINDS = tuple(kind for backend in BACKENDS for kind in backend.compact_kinds)
 
 
 class CompactFormatError(ValueError):
@@ -39,7 +41,7 @@ class SignatureValue:
     material: bytes
 
     def encode(self) -> str:
-        data = self.material.decode("ascii") if self.material_kind == "k8s-sat" else b64url(self.material)
+        data = self.material.decode("ascii") if _is_text(self.material_kind) else b64url(self.material)
         fields = (TAG, self.step, str(self.signed_at), self.alg, b64url(self.signature))
         return ".".join((*fields, f"{self.material_kind}:{data}"))
 
@@ -48,11 +50,6 @@ class SignatureValue:
         """What the statement binds: the SHA-256 of the material (for a chain, whichever way it
         travels; for a token, of the key and the token together, so that neither can be swapped)."""
         return self.material if self.material_kind == "x509-ref" else hashlib.sha256(self.material).digest()
-
-    def token_material(self) -> tuple[bytes, str]:
-        """A k8s-sat material's public key (the uncompressed P-256 point) and token."""
-        point, _, token = self.material.decode("ascii").partition(":")
-        return unb64url(point, "k8s-sat public key"), token
 
     @classmethod
     def decode(cls, value: str) -> SignatureValue:
@@ -77,27 +74,28 @@ class SignatureValue:
         if not sep or kind not in MATERIAL_KINDS:
             raise CompactFormatError(f"SIGNATURE: unknown identity material {kind!r}")
         sig_bytes = unb64url(signature, "signature")
-        if kind == "k8s-sat":
-            return cls(step, int(signed_at), alg, sig_bytes, kind, _token_material(data))
+        if _is_text(kind):
+            return cls(step, int(signed_at), alg, sig_bytes, kind, _text_material(kind, data))
         material_bytes = unb64url(data, f"{kind} material")
         if kind == "x509-ref" and len(material_bytes) != 32:
             raise CompactFormatError("SIGNATURE: an x509-ref must be a 32-byte SHA-256 digest")
         return cls(step, int(signed_at), alg, sig_bytes, kind, material_bytes)
 
 
-def _token_material(data: str) -> bytes:
-    point, sep, token = data.partition(":")
-    raw = unb64url(point, "k8s-sat public key")
+def _is_text(kind: str) -> bool:
+    backend = for_compact_kind(kind)
+    return backend is not None and backend.compact_text
+
+
+def _text_material(kind: str, data: str) -> bytes:
+    backend = for_compact_kind(kind)
+    assert backend is not None
     try:
-        spki_from_p256_point(raw)
+        return bytes(backend.module("common").check_compact_material(kind, data))
+    except CompactFormatError:
+        raise
     except ValueError as exc:
-        raise CompactFormatError(
-            "SIGNATURE: a k8s-sat public key is an uncompressed P-256 point (65 bytes)"
-        ) from exc
-    parts = token.split(".")
-    if not sep or len(parts) != 3 or not all(p and set(p) <= _B64URL for p in parts):
-        raise CompactFormatError("SIGNATURE: a k8s-sat material is <base64url P-256 point>:<JWT>")
-    return data.encode("ascii")
+        raise CompactFormatError(f"SIGNATURE: {exc}") from exc
 
 
 def b64url(data: bytes) -> str:

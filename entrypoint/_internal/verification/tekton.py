@@ -3,40 +3,34 @@
 
 The signing entries are all type 1: ``SVID``, ``<key>.sig`` per signed result, ``RESULT_MANIFEST``
 and ``RESULT_MANIFEST.sig``.  Only type-1 entries take part; others (e.g. an appended untyped
-entry) are neither signed nor checked.  With the ``oidc-sa-token`` backend ``SA_TOKEN_KEY`` and
-``SA_TOKEN`` take the place of ``SVID`` (the token is signed like a result, so it has a ``.sig``).
+entry) are neither signed nor checked.  What stands in place of ``SVID`` and how it is checked is
+the backend's (its ``verify`` module): with ``oidc-sa-token`` it is ``SA_TOKEN_KEY`` and
+``SA_TOKEN`` (the token is signed like a result, so it has a ``.sig``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
-
-from entrypoint._internal.backends.k8s_sat.common import KEY_ENTRY, TOKEN_ENTRY
-from entrypoint._internal.backends.k8s_sat.token import check_token
-from entrypoint._internal.backends.spire.spiffe_id import check_identity, peek_uri, single_uri
-from entrypoint._internal.backends.spire.svid import SvidDecodeError, decode_svid
+from entrypoint._internal.backends import BACKENDS, Backend, tekton_entry_names
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.go.json import Base64Error, decode_go_base64
-from entrypoint._internal.verification.chain import check_chain
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.reasons import fail_closed as _check
 from entrypoint._internal.verification.request import Outcome, Request
-from entrypoint._internal.verification.signatures import SignatureCheck, checker_for, is_valid
+from entrypoint._internal.verification.signatures import SignatureCheck, is_valid
 from entrypoint.termination import ResultType, RunResult
 
 NAME = "tekton"
-SVID = "SVID"
 MANIFEST = "RESULT_MANIFEST"
 SIG_SUFFIX = ".sig"
 _TASK = int(ResultType.TASK_RUN_RESULT)
+# The manifest and every backend's evidence entries (SVID; SA_TOKEN_KEY, SA_TOKEN; ...).
+_SIGNING_ENTRIES = frozenset({MANIFEST}) | tekton_entry_names()
 
 
 def is_signing_entry(entry: RunResult) -> bool:
-    return entry.type == _TASK and (
-        entry.key in (SVID, MANIFEST, TOKEN_ENTRY, KEY_ENTRY) or entry.key.endswith(SIG_SUFFIX)
-    )
+    return entry.type == _TASK and (entry.key in _SIGNING_ENTRIES or entry.key.endswith(SIG_SUFFIX))
 
 
 def recognises(entries: Sequence[RunResult]) -> bool:
@@ -66,81 +60,27 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
         if entry.type == _TASK:
             results[entry.key] = entry
 
-    if SVID not in results and TOKEN_ENTRY in results:
-        return _verify_token(results, request)
+    # (2)-(6) belong to the backend whose evidence the message carries.
+    backend = _backend_of(results)
 
-    # (2) The SVID.  Tekton canonicalises it first; for PEM text that changes nothing.
-    with _check(Reason.SVID_INVALID, SVID):
-        svid_entry = results.get(SVID)
-        if svid_entry is None:
-            raise VerificationFailed(Reason.SVID_MISSING, f'{SVID}: no SVID found (no type-1 entry "{SVID}")')
-        try:
-            svid = decode_svid(canonical_value(svid_entry.value))
-        except SvidDecodeError as exc:
-            raise VerificationFailed(Reason.SVID_INVALID, f"{SVID}: invalid SVID: {exc}") from exc
-    found = peek_uri(svid.leaf, request.name, SVID)
+    def check_manifest(found: str | None) -> None:
+        _check_manifest(results, found)
 
-    # (3) Trust: Tekton fetches its bundle here.  The trust domain is needed even without the chain.
-    if request.trust_domain is None:
-        raise VerificationFailed(Reason.TRUST_UNAVAILABLE, "no trust bundle is available", found)
-    if request.check_chain and not request.roots:
-        raise VerificationFailed(
-            Reason.TRUST_UNAVAILABLE, f"the trust bundle of {request.trust_domain} has no roots", found
-        )
-
-    # (4) The manifest: every name it lists must be present.
-    _check_manifest(results, found)
-
-    # (5) The SPIFFE ID of the TaskRun.
-    with _check(Reason.IDENTITY_MISMATCH, SVID, found):
-        uri = single_uri(svid.leaf, request.name, SVID)
-        check_identity(
-            uri, trust_domain=request.trust_domain, namespace=request.namespace, name=request.name, entry=SVID
-        )
-
-    # (6) The chain of trust, at the requested time.
-    if request.check_chain:
-        with _check(Reason.CHAIN_UNTRUSTED, SVID, uri):
-            check_chain(svid.leaf, svid.intermediates, request.roots, request.at, entry=SVID, identity=uri)
-
-    # (7) A signature for every type-1 key but the signatures and the SVID themselves; so the
-    # manifest and type-1 keys it does not list are covered too.  Sorted, unlike Go's map order,
-    # so the same message always reports the same first failure.
-    with _check(Reason.UNSUPPORTED_KEY, SVID, uri):
-        check = checker_for(svid.leaf.public_key(), entry=SVID, identity=uri)
-    signed = _check_signatures(results, check, uri, skip=SVID)
-    return Outcome(identity=uri, signed_keys=tuple(signed))
-
-
-def _verify_token(results: dict[str, RunResult], request: Request) -> Outcome:
-    """(2)-(6) for a token identity: the key and token, trust, the manifest, the token's vouching
-    and binding; then (7) as for an SVID, the token itself being one of the signed entries."""
-    with _check(Reason.TOKEN_INVALID, KEY_ENTRY):
-        key_entry = results.get(KEY_ENTRY)
-        if key_entry is None:
-            raise VerificationFailed(
-                Reason.TOKEN_INVALID, f'{KEY_ENTRY}: no public key found (no type-1 entry "{KEY_ENTRY}")'
-            )
-        try:
-            spki = load_pem_public_key(canonical_value(key_entry.value).encode("ascii")).public_bytes(
-                Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-            )
-        except (ValueError, TypeError, UnicodeError) as exc:
-            raise VerificationFailed(
-                Reason.TOKEN_INVALID, f"{KEY_ENTRY}: not a PEM public key: {exc}"
-            ) from exc
-    token = canonical_value(results[TOKEN_ENTRY].value)
-    if request.kube is None:
-        raise VerificationFailed(
-            Reason.TRUST_UNAVAILABLE, "no Kubernetes trust (JWKS snapshot or TokenReview)"
-        )
-    _check_manifest(results, None)
-    with _check(Reason.TOKEN_UNTRUSTED, TOKEN_ENTRY):
-        identity, key = check_token(token, spki, request, entry=TOKEN_ENTRY, signed_at=None)
-    with _check(Reason.UNSUPPORTED_KEY, KEY_ENTRY, identity):
-        check = checker_for(key, entry=KEY_ENTRY, identity=identity)  # type: ignore[arg-type]
-    signed = _check_signatures(results, check, identity, skip=KEY_ENTRY)
+    identity, check, unsigned = backend.module("verify").tekton_identity(results, request, check_manifest)
+    # (7) A signature for every type-1 key but the signatures and the evidence that is not signed
+    # (the SVID; a token's key); so the manifest and type-1 keys it does not list are covered too.
+    # Sorted, unlike Go's map order, so the same message always reports the same first failure.
+    signed = _check_signatures(results, check, identity, skip=unsigned)
     return Outcome(identity=identity, signed_keys=tuple(signed))
+
+
+def _backend_of(results: dict[str, RunResult]) -> Backend:
+    """The first backend whose marker entry is there; with none, the first backend (whose check
+    then says what is missing: Tekton's "no SVID found")."""
+    for backend in BACKENDS:
+        if backend.tekton_entries[0] in results:
+            return backend
+    return BACKENDS[0]
 
 
 def _check_manifest(results: dict[str, RunResult], found: str | None) -> None:

@@ -117,3 +117,31 @@ def status_message(content: bytes) -> str:
     if isinstance(message, str) and message:
         return message
     return content[:200].decode("utf-8", "replace") or "(empty body)"
+
+
+def check_compact_material(kind: str, data: str) -> bytes:
+    """A ``k8s-sat`` material as the compact format writes it: ``<base64url P-256 point>:<JWT>``
+    (ASCII).  ValueError says what is wrong."""
+    from entrypoint._internal.formats.compact import unb64url
+
+    point, sep, token = data.partition(":")
+    raw = unb64url(point, "k8s-sat public key")
+    try:
+        spki_from_p256_point(raw)
+    except ValueError as exc:
+        raise ValueError("a k8s-sat public key is an uncompressed P-256 point (65 bytes)") from exc
+    parts = token.split(".")
+    if not sep or len(parts) != 3 or not all(p and set(p) <= _B64URL for p in parts):
+        raise ValueError("a k8s-sat material is <base64url P-256 point>:<JWT>")
+    return data.encode("ascii")
+
+
+def split_material(material: bytes) -> tuple[bytes, str]:
+    """A k8s-sat material's public key (the uncompressed P-256 point) and token."""
+    from entrypoint._internal.formats.compact import unb64url
+
+    point, _, token = material.decode("ascii").partition(":")
+    return unb64url(point, "k8s-sat public key"), token
+
+
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
