@@ -10,10 +10,12 @@ after their short-lived SVID has expired.  A message signed in the compact forma
 concern it alone.  Every failure, expected or not, yields a verdict that is *not* verified;
 nothing here raises on a bad message.
 
-    trust = TrustBundle.from_pem_file("bundle.pem", "example.org")
-    verdict = verify_message(message, namespace="ns", name="build-1", trust=trust)
+    verifier = Verifier(TrustSet(spiffe=TrustBundle.from_pem_file("bundle.pem", "example.org")))
+    verdict = verifier.verify_message(message, TaskRunRef("ns", "build-1"))
     if verdict.verified:
         use(verdict.results)
+
+(``verify_message(message, namespace=..., name=..., trust=...)`` does the same in one call.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from cryptography import x509
 
@@ -44,9 +46,13 @@ __all__ = [
     "KubeTokenReview",
     "KubeTrustError",
     "Reason",
+    "TaskRunRef",
     "TrustBundle",
     "TrustBundleError",
+    "TrustSet",
     "Verdict",
+    "Verifier",
+    "VerifyOptions",
     "verify_entries",
     "verify_message",
 ]
@@ -56,6 +62,8 @@ CONDITION_TYPE = "SignedResultsVerified"
 CONDITION_REASON_VERIFIED = "TaskRunResultsVerified"
 CONDITION_REASON_FAILED = "TaskRunResultsVerificationFailed"
 VERIFIED_MESSAGE = "Successfully verified all spire signed taskrun results"
+# Beyond any termination message (4 KiB kept by Kubernetes, tknz: inflated to 128 KiB at most).
+MAX_MESSAGE_CHARS = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -175,118 +183,226 @@ def _companions(companions: Sequence[str]) -> tuple[str, ...]:
     return tuple(companions)
 
 
+@dataclass(frozen=True)
+class TaskRunRef:
+    """The TaskRun a message must come from: its name, and what else the caller knows of it.
+
+    ``pod_name`` (default Tekton's ``<name>-pod``), ``pod_uid`` and ``service_account`` bind a
+    token-signed message to the TaskRun's pod (checked when given).  ``step`` is the index of the
+    step the message must come from (not checked when None); only the compact format binds it, so
+    a Tekton-format message fails a step check (StepMismatch) rather than pass unchecked.
+    ``companions`` are the termination messages of the TaskRun's other steps, searched for the
+    chain a compact message refers to (``x509-ref``).
+    """
+
+    namespace: str
+    name: str
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    service_account: str | None = None
+    step: str | None = None
+    companions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.name:
+            raise ValueError("namespace and name must be non-empty")
+        _step(self.step)
+        object.__setattr__(self, "companions", _companions(self.companions))
+
+
+@dataclass(frozen=True)
+class TrustSet:
+    """What each backend's evidence is checked against; a backend whose trust is None fails its
+    messages with ``TrustUnavailable``.
+
+    ``spiffe``: the SPIRE backend's trust bundle.  ``kube``: the oidc-sa-token backend's issuer,
+    a :class:`KubeJwks` snapshot (offline, archived TaskRuns) or :class:`KubeTokenReview` (online).
+    """
+
+    spiffe: TrustBundle | None = None
+    kube: KubeJwks | KubeTokenReview | None = None
+
+
+class Verifier:
+    """Verifies termination messages against one :class:`TrustSet` and one policy.
+
+    ``check_chain=False`` skips only the SVID's chain; the SPIFFE ID and every signature are still
+    checked, against the key of an SVID nobody vouched for.  ``formats``, when given, lists the
+    only formats accepted (e.g. ``("compact",)``): a message in another one is rejected
+    (FormatNotAllowed) even if its signature is good.  Every failure, expected or not, yields a
+    verdict that is *not* verified; nothing here raises on a bad message.
+    """
+
+    def __init__(
+        self, trust: TrustSet, *, check_chain: bool = True, formats: Sequence[str] | None = None
+    ) -> None:
+        self.trust = trust
+        self.check_chain = check_chain
+        self.formats = None if formats is None else tuple(formats)
+
+    def verify_message(self, message: str, taskrun: TaskRunRef, *, at: dt.datetime | None = None) -> Verdict:
+        """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then
+        verify it (``at``, timezone-aware, is the time the chain is checked at, default now)."""
+        when = _utc(at)
+        if len(message) > MAX_MESSAGE_CHARS:
+            # Kubernetes keeps 4 KiB of a termination message and Tekton inflates tknz: to 128 KiB
+            # at most; a larger input is not a termination message, and parsing it costs for nothing.
+            return Verdict(
+                verified=False,
+                reason=Reason.MESSAGE_INVALID,
+                message=f"termination message: {len(message)} characters, more than any termination message",
+                format="",
+                identity=None,
+                checked_at=when,
+                results=(),
+            )
+        try:
+            entries = parse_message(message)
+        except Exception as exc:
+            return Verdict(
+                verified=False,
+                reason=Reason.MESSAGE_INVALID,
+                message=f"termination message: {exc}",
+                format="",
+                identity=None,
+                checked_at=when,
+                results=(),
+            )
+        return self.verify_entries(entries, taskrun, at=when)
+
+    def verify_entries(
+        self, entries: Sequence[RunResult], taskrun: TaskRunRef, *, at: dt.datetime | None = None
+    ) -> Verdict:
+        """Verify the entries of a TaskRun's termination message (as parsed by the controller)."""
+        when = _utc(at)
+        entries = tuple(entries)
+        fmt = detect_format(entries)
+        if fmt is None:
+            return Verdict(
+                verified=False,
+                reason=Reason.UNKNOWN_FORMAT,
+                message="the message has no signing entries of a known format "
+                f"({', '.join(known_formats())}); it is unsigned or signed in an unsupported format",
+                format="",
+                identity=None,
+                checked_at=when,
+                results=entries,
+            )
+        # The controller keeps the last entry per key; so do the results shown, whatever the list holds.
+        visible = tuple(e for e in _last_per_key(entries) if not fmt.is_signing_entry(e))
+
+        def failed(reason: str, message: str, identity: str | None = None) -> Verdict:
+            return Verdict(
+                verified=False,
+                reason=reason,
+                message=message,
+                format=fmt.name,
+                identity=identity,
+                checked_at=when,
+                results=visible,
+            )
+
+        if self.formats is not None and fmt.name not in self.formats:
+            accepted = ", ".join(self.formats) or "none"
+            return failed(
+                Reason.FORMAT_NOT_ALLOWED,
+                f"the message is signed in the {fmt.name} format; accepted: {accepted}",
+            )
+        spiffe = self.trust.spiffe
+        request = Request(
+            namespace=taskrun.namespace,
+            name=taskrun.name,
+            trust_domain=spiffe.trust_domain if spiffe is not None else None,
+            roots=spiffe.roots if spiffe is not None else (),
+            at=when,
+            check_chain=self.check_chain,
+            step=taskrun.step,
+            companions=taskrun.companions,
+            kube=self.trust.kube,
+            pod_name=taskrun.pod_name,
+            pod_uid=taskrun.pod_uid,
+            service_account=taskrun.service_account,
+        )
+        try:
+            outcome = fmt.verify(entries, request)
+        except VerificationFailed as exc:
+            return failed(exc.reason, exc.message, exc.identity)
+        except Exception as exc:  # fail closed: the format's checks already wrap their own errors
+            return failed(Reason.MESSAGE_INVALID, f"unexpected error: {type(exc).__name__}: {exc}")
+        signed = set(outcome.signed_keys)
+        signed_at = None
+        if outcome.signed_at is not None:
+            # Within the leaf's validity (checked), so within datetime's range.
+            signed_at = dt.datetime.fromtimestamp(outcome.signed_at, dt.UTC)
+        return Verdict(
+            verified=True,
+            reason=Reason.VERIFIED,
+            message=VERIFIED_MESSAGE,
+            format=fmt.name,
+            identity=outcome.identity,
+            checked_at=when,
+            results=tuple(e for e in visible if e.key in signed),
+            unsigned=tuple(e for e in visible if e.key not in signed),
+            step=outcome.step,
+            signed_at=signed_at,
+        )
+
+
+class VerifyOptions(TypedDict, total=False):
+    """The keywords of :func:`verify_message` and :func:`verify_entries` beyond the TaskRun's name
+    and the SPIFFE trust: see :class:`Verifier`, :class:`TaskRunRef` and :class:`TrustSet`."""
+
+    at: dt.datetime | None
+    check_chain: bool
+    step: str | None
+    companions: Sequence[str]
+    formats: Sequence[str] | None
+    kube: KubeJwks | KubeTokenReview | None
+    pod_name: str | None
+    pod_uid: str | None
+    service_account: str | None
+
+
+def _from_keywords(
+    namespace: str, name: str, trust: TrustBundle | None, options: VerifyOptions
+) -> tuple[Verifier, TaskRunRef]:
+    verifier = Verifier(
+        TrustSet(spiffe=trust, kube=options.get("kube")),
+        check_chain=options.get("check_chain", True),
+        formats=options.get("formats"),
+    )
+    taskrun = TaskRunRef(
+        namespace,
+        name,
+        pod_name=options.get("pod_name"),
+        pod_uid=options.get("pod_uid"),
+        service_account=options.get("service_account"),
+        step=options.get("step"),
+        companions=options.get("companions", ()),  # type: ignore[arg-type]  # checked, then a tuple
+    )
+    return verifier, taskrun
+
+
 def verify_entries(
     entries: Sequence[RunResult],
     *,
     namespace: str,
     name: str,
     trust: TrustBundle | None,
-    at: dt.datetime | None = None,
-    check_chain: bool = True,
-    step: str | None = None,
-    companions: Sequence[str] = (),
-    formats: Sequence[str] | None = None,
-    kube: KubeJwks | KubeTokenReview | None = None,
-    pod_name: str | None = None,
-    pod_uid: str | None = None,
-    service_account: str | None = None,
+    **options: Unpack[VerifyOptions],
 ) -> Verdict:
-    """Verify the entries of a TaskRun's termination message (as parsed by the controller).
+    """:meth:`Verifier.verify_entries` in one call, for one message: ``trust`` is the SPIFFE trust
+    bundle (None: none could be obtained), the other keywords those of :class:`VerifyOptions`."""
+    verifier, taskrun = _from_keywords(namespace, name, trust, options)
+    return verifier.verify_entries(entries, taskrun, at=options.get("at"))
 
-    ``trust`` None means no trust could be obtained: the verdict is then ``TrustUnavailable``
-    (after the checks that precede trust in Tekton's order).  ``at`` (timezone-aware) is the time
-    the chain is checked at, default now.  ``check_chain=False`` skips only the chain; the SPIFFE
-    ID and every signature are still checked, against the key of an SVID nobody vouched for.
 
-    ``step`` is the index of the step the message must come from (not checked when None); only
-    the compact format binds it, so a Tekton-format message fails a step check (StepMismatch)
-    rather than pass unchecked.  ``companions`` are the termination messages of the TaskRun's
-    other steps, searched for the chain a compact message refers to (``x509-ref``).
-    ``formats``, when given, lists the only formats accepted (e.g. ``("compact",)``): a message in
-    another one is rejected (FormatNotAllowed) even if its signature is good.
-
-    A message signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md) needs ``kube``: a
-    :class:`KubeJwks` snapshot (offline, archived TaskRuns) or :class:`KubeTokenReview` (online);
-    ``trust`` may then be None.  Its token must be bound to the TaskRun's pod: ``pod_name``
-    (default Tekton's ``<name>-pod``), and ``pod_uid`` and ``service_account`` when given.
-    """
-    if not namespace or not name:
-        raise ValueError("namespace and name must be non-empty")
-    when = _utc(at)
-    step = _step(step)
-    companion_messages = _companions(companions)
-    entries = tuple(entries)
-    fmt = detect_format(entries)
-    if fmt is None:
-        return Verdict(
-            verified=False,
-            reason=Reason.UNKNOWN_FORMAT,
-            message="the message has no signing entries of a known format "
-            f"({', '.join(known_formats())}); it is unsigned or signed in an unsupported format",
-            format="",
-            identity=None,
-            checked_at=when,
-            results=entries,
-        )
-    # The controller keeps the last entry per key; so do the results shown, whatever the list holds.
-    visible = tuple(e for e in _last_per_key(entries) if not fmt.is_signing_entry(e))
-    if formats is not None and fmt.name not in formats:
-        return Verdict(
-            False,
-            Reason.FORMAT_NOT_ALLOWED,
-            f"the message is signed in the {fmt.name} format; accepted: {', '.join(formats) or 'none'}",
-            fmt.name,
-            None,
-            when,
-            visible,
-        )
-    request = Request(
-        namespace=namespace,
-        name=name,
-        trust_domain=trust.trust_domain if trust is not None else None,
-        roots=trust.roots if trust is not None else (),
-        at=when,
-        check_chain=check_chain,
-        step=step,
-        companions=companion_messages,
-        kube=kube,
-        pod_name=pod_name,
-        pod_uid=pod_uid,
-        service_account=service_account,
-    )
-    try:
-        outcome = fmt.verify(entries, request)
-    except VerificationFailed as exc:
-        return Verdict(False, exc.reason, exc.message, fmt.name, exc.identity, when, visible)
-    except Exception as exc:  # fail closed: the format's checks already wrap their own errors
-        return Verdict(
-            False,
-            Reason.MESSAGE_INVALID,
-            f"unexpected error: {type(exc).__name__}: {exc}",
-            fmt.name,
-            None,
-            when,
-            visible,
-        )
-    signed = set(outcome.signed_keys)
-    covered = tuple(e for e in visible if e.key in signed)
-    unsigned = tuple(e for e in visible if e.key not in signed)
-    signed_at = None
-    if outcome.signed_at is not None:
-        # Within the leaf's validity (checked), so within datetime's range.
-        signed_at = dt.datetime.fromtimestamp(outcome.signed_at, dt.UTC)
-    return Verdict(
-        True,
-        Reason.VERIFIED,
-        VERIFIED_MESSAGE,
-        fmt.name,
-        outcome.identity,
-        when,
-        covered,
-        unsigned,
-        step=outcome.step,
-        signed_at=signed_at,
-    )
+def verify_message(
+    message: str, *, namespace: str, name: str, trust: TrustBundle | None, **options: Unpack[VerifyOptions]
+) -> Verdict:
+    """:meth:`Verifier.verify_message` in one call, for one message (see :func:`verify_entries`)."""
+    verifier, taskrun = _from_keywords(namespace, name, trust, options)
+    return verifier.verify_message(message, taskrun, at=options.get("at"))
 
 
 def _last_per_key(entries: Sequence[RunResult]) -> list[RunResult]:
@@ -295,61 +411,3 @@ def _last_per_key(entries: Sequence[RunResult]) -> list[RunResult]:
         if not e.is_zero():
             by_key[e.key] = e
     return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
-
-
-MAX_MESSAGE_CHARS = 128 * 1024
-
-
-def verify_message(
-    message: str,
-    *,
-    namespace: str,
-    name: str,
-    trust: TrustBundle | None,
-    at: dt.datetime | None = None,
-    check_chain: bool = True,
-    step: str | None = None,
-    companions: Sequence[str] = (),
-    formats: Sequence[str] | None = None,
-    kube: KubeJwks | KubeTokenReview | None = None,
-    pod_name: str | None = None,
-    pod_uid: str | None = None,
-    service_account: str | None = None,
-) -> Verdict:
-    """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then verify it
-    (see :func:`verify_entries` for the parameters)."""
-    when = _utc(at)
-    # Argument errors are the caller's, whatever the message holds: raise them before parsing.
-    _step(step)
-    _companions(companions)
-    if len(message) > MAX_MESSAGE_CHARS:
-        # Kubernetes keeps 4 KiB of a termination message and Tekton inflates tknz: to 128 KiB at
-        # most; a larger input is not a termination message, and parsing it costs for nothing.
-        return Verdict(
-            False,
-            Reason.MESSAGE_INVALID,
-            f"termination message: {len(message)} characters, more than any termination message",
-            "",
-            None,
-            when,
-            (),
-        )
-    try:
-        entries = parse_message(message)
-    except Exception as exc:
-        return Verdict(False, Reason.MESSAGE_INVALID, f"termination message: {exc}", "", None, when, ())
-    return verify_entries(
-        entries,
-        namespace=namespace,
-        name=name,
-        trust=trust,
-        at=when,
-        check_chain=check_chain,
-        step=step,
-        companions=companions,
-        formats=formats,
-        kube=kube,
-        pod_name=pod_name,
-        pod_uid=pod_uid,
-        service_account=service_account,
-    )

@@ -39,10 +39,12 @@ from entrypoint.verify import (
     KubeTokenReview,
     KubeTrustError,
     Reason,
+    TaskRunRef,
     TrustBundle,
+    TrustSet,
     Verdict,
+    Verifier,
     rfc3339,
-    verify_message,
 )
 
 EXIT_VERIFIED = 0
@@ -239,21 +241,19 @@ def main(argv: list[str]) -> int:
     except KubeTrustError as exc:
         kube_error = str(exc)
 
-    verdict = verify_message(
-        message,
-        namespace=namespace,
-        name=name,
-        trust=trust,
-        at=at,
-        check_chain=not args.no_chain,
-        step=step,
-        companions=companions,
-        formats=args.formats,
-        kube=kube,
+    verifier = Verifier(
+        TrustSet(spiffe=trust, kube=kube), check_chain=not args.no_chain, formats=args.formats
+    )
+    taskrun = TaskRunRef(
+        namespace,
+        name,
         pod_name=args.pod_name,
         pod_uid=args.pod_uid,
         service_account=args.service_account,
+        step=step,
+        companions=tuple(companions),
     )
+    verdict = verifier.verify_message(message, taskrun, at=at)
     if verdict.reason == Reason.TRUST_UNAVAILABLE:
         # When the trust this message needs was never obtained, say why (not given, or failed to
         # load); a failure while using it (a TokenReview that did not get through) says so itself.

@@ -27,9 +27,12 @@ from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import (
     CONDITION_TYPE,
     Reason,
+    TaskRunRef,
     TrustBundle,
     TrustBundleError,
+    TrustSet,
     Verdict,
+    Verifier,
     verify_entries,
     verify_message,
 )
@@ -783,3 +786,45 @@ def test_oversized_input_is_not_a_termination_message(trust: TrustBundle) -> Non
     verdict = verify_message("[" + " " * MAX_MESSAGE_CHARS + "]", namespace=NS, name=TR, trust=trust)
     assert verdict.reason == Reason.MESSAGE_INVALID
     assert "more than any termination message" in verdict.message
+
+
+# -- the Verifier API --------------------------------------------------------------------------------------
+
+
+def test_the_verifier_and_the_one_call_form_agree(svid: Svid, trust: TrustBundle) -> None:
+    signed = sign_svid([RunResult("foo", "bar", 1)], svid)
+    verifier = Verifier(TrustSet(spiffe=trust))
+    at = dt.datetime.now(dt.UTC)
+    verdict = verifier.verify_message(message(signed), TaskRunRef(NS, TR), at=at)
+    assert verdict.verified, verdict.message
+    assert verdict == verify_message(message(signed), namespace=NS, name=TR, trust=trust, at=at)
+    # Another TaskRun, same verifier: the identity no longer matches.
+    assert verifier.verify_entries(signed, TaskRunRef(NS, "other")).reason == Reason.IDENTITY_MISMATCH
+
+
+def test_a_backend_without_trust_in_the_set_fails_closed(svid: Svid) -> None:
+    signed = sign_svid([RunResult("foo", "bar", 1)], svid)
+    verdict = Verifier(TrustSet()).verify_entries(signed, TaskRunRef(NS, TR))
+    assert not verdict.verified
+    assert verdict.reason == Reason.TRUST_UNAVAILABLE
+
+
+def test_the_verifier_enforces_its_format_policy(svid: Svid, trust: TrustBundle) -> None:
+    signed = sign_svid([RunResult("foo", "bar", 1)], svid)
+    verdict = Verifier(TrustSet(spiffe=trust), formats=("compact",)).verify_entries(
+        signed, TaskRunRef(NS, TR)
+    )
+    assert verdict.reason == Reason.FORMAT_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"namespace": "", "name": TR}, "non-empty"),
+        ({"namespace": NS, "name": TR, "step": "01"}, "decimal"),
+        ({"namespace": NS, "name": TR, "companions": "one message"}, "not one string"),
+    ],
+)
+def test_a_taskrun_reference_refuses_bad_arguments_at_once(kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=error):
+        TaskRunRef(**kwargs)
