@@ -106,19 +106,6 @@ def json_object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def status_message(content: bytes) -> str:
-    """The API server's own explanation (a ``Status`` object's message), else the body's start."""
-    import json
-
-    try:
-        message = json_object(json.loads(content)).get("message")
-    except ValueError:
-        message = None
-    if isinstance(message, str) and message:
-        return message
-    return content[:200].decode("utf-8", "replace") or "(empty body)"
-
-
 def check_compact_material(kind: str, data: str) -> bytes:
     """A ``k8s-sat`` material as the compact format writes it: ``<base64url P-256 point>:<JWT>``
     (ASCII).  ValueError says what is wrong."""

@@ -9,8 +9,6 @@ backend: httpx's imports and the network wait stay off the step's critical path.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import ssl
 import threading
 import time
 from typing import Any
@@ -22,7 +20,6 @@ from entrypoint._internal.backends.k8s_sat.common import (
     audiences_of,
     json_object,
     key_audience,
-    status_message,
     unverified_claims,
 )
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
@@ -141,7 +138,13 @@ class SaTokenBackend:
         return found
 
     def _attempt(self, key: Any, timeout: float) -> Identity:
-        import httpx
+        from entrypoint._internal.kube.client import (
+            KubeClient,
+            KubeConfigError,
+            KubeError,
+            KubeStatusError,
+            KubeTransportError,
+        )
 
         try:
             with open(self.token_file, encoding="ascii") as f:
@@ -153,15 +156,13 @@ class SaTokenBackend:
             what = f"service-account token {self.token_file}"
             raise SigningError(f"oidc-sa-token: {what}: {_why(exc)}") from exc
         pod = self._pod(caller_token)
-        try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise SigningError(f"oidc-sa-token: API server CA {self.ca_file}: {_why(exc)}") from exc
+        client = KubeClient(self.api, ca_file=self.ca_file, timeout=timeout)
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         audience = key_audience(spki)
-        url = f"{self.api}/api/v1/namespaces/{pod.namespace}/serviceaccounts/{pod.service_account}/token"
+        path = f"/api/v1/namespaces/{pod.namespace}/serviceaccounts/{pod.service_account}/token"
+        url = self.api + path
         body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
@@ -172,25 +173,28 @@ class SaTokenBackend:
             },
         }
         try:
-            with httpx.Client(verify=context, timeout=timeout, trust_env=False) as client:
-                response = client.post(url, json=body, headers={"Authorization": f"Bearer {caller_token}"})
-        except httpx.HTTPError as exc:
-            retry = _Retry(f"TokenRequest {url}: {type(exc).__name__}: {exc}")
-            retry.timed_out = isinstance(exc, httpx.TimeoutException)
+            answer = client.request("POST", path, body, token=caller_token)
+        except KubeConfigError as exc:
+            raise SigningError(f"oidc-sa-token: API server CA {self.ca_file}: {exc.why}") from exc
+        except KubeTransportError as exc:
+            retry = _Retry(f"TokenRequest {exc}")
+            retry.timed_out = exc.timed_out
             raise retry from exc
-        if response.status_code not in (200, 201):
-            text = f"TokenRequest {url}: HTTP {response.status_code}: {status_message(response.content)}"
+        except KubeStatusError as exc:
+            text = f"TokenRequest {exc}"
             # A 403 from RBAC may pass once a new grant propagates; one from an admission policy
             # ("... denied request ...", "admission webhook ... denied the request") will not.
-            denied = response.status_code == 403 and "denied" in text
-            if response.status_code in _RETRY_STATUS and not denied:
-                raise _Retry(text)
-            raise SigningError(f"oidc-sa-token: {text}")
-        return self._identity(key, response.content, audience, pod, url)
+            denied = exc.status == 403 and "denied" in text
+            if exc.status in _RETRY_STATUS and not denied:
+                raise _Retry(text) from exc
+            raise SigningError(f"oidc-sa-token: {text}") from exc
+        except KubeError as exc:
+            raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
+        return self._identity(key, answer, audience, pod, url)
 
-    def _identity(self, key: Any, content: bytes, audience: str, pod: Pod, url: str) -> Identity:
+    def _identity(self, key: Any, answer: dict[str, Any], audience: str, pod: Pod, url: str) -> Identity:
         try:
-            status = json.loads(content)["status"]
+            status = answer["status"]
             token, expires = status["token"], status["expirationTimestamp"]
             if not isinstance(token, str) or not isinstance(expires, str):
                 raise TypeError("status.token and status.expirationTimestamp must be strings")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +20,9 @@ from entrypoint._internal.backends.k8s_sat.common import (
     audiences_of,
     in_cluster_api_url,
     json_object,
-    status_message,
     unverified_claims,
 )
+from entrypoint._internal.kube.client import KubeClient, KubeError
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint.errors import EntrypointError
 
@@ -195,18 +194,20 @@ class KubeJwks:
         return _claims_facts(claims, self.issuer)
 
 
-class ApiServer:
-    """Just enough of a Kubernetes client: an API server URL, its CA and a bearer token file."""
+class ApiServer(KubeClient):
+    """The cluster's API server as the verifier uses it: :class:`KubeClient` whose failures are
+    :class:`KubeTrustError` (the trust could not be reached)."""
 
     def __init__(
-        self, url: str, *, token_file: str | None = None, ca_file: str | None = None, timeout: float = 10.0
-    ):
-        if not url.startswith("https://"):
-            raise KubeTrustError(f"Kubernetes API server {url!r}: an https URL is required")
-        self.url = url.rstrip("/")
-        self.token_file = token_file
-        self.ca_file = ca_file
-        self.timeout = timeout
+        self, url: str, *, token_file: str | None = None, ca_file: str | None = None, timeout: float = 10.0,
+        transport: Any = None,
+    ) -> None:  # fmt: skip
+        try:
+            super().__init__(
+                url, token_file=token_file, ca_file=ca_file, timeout=timeout, transport=transport
+            )
+        except KubeError as exc:
+            raise KubeTrustError(str(exc)) from exc
 
     @classmethod
     def in_cluster(cls) -> ApiServer:
@@ -217,52 +218,11 @@ class ApiServer:
             )
         return cls(url, token_file=f"{SA_DIR}/token", ca_file=f"{SA_DIR}/ca.crt")
 
-    def _client(self) -> Any:
-        import httpx
-
+    def request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise KubeTrustError(f"CA file {self.ca_file}: {getattr(exc, 'strerror', None) or exc}") from exc
-        headers = {}
-        if self.token_file:
-            try:
-                with open(self.token_file, encoding="ascii") as f:
-                    token = f.read().strip()
-                if not token or any(c.isspace() or not c.isprintable() for c in token):
-                    # Refused before it reaches an HTTP header, whose errors would quote it.
-                    raise ValueError("not a bearer token (empty, or with spaces or control characters)")
-                headers["Authorization"] = f"Bearer {token}"
-            except (OSError, ValueError) as exc:
-                raise KubeTrustError(
-                    f"token file {self.token_file}: {getattr(exc, 'strerror', None) or exc}"
-                ) from exc
-        return httpx.Client(verify=context, timeout=self.timeout, headers=headers, trust_env=False)
-
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        import httpx
-
-        url = self.url + path
-        try:
-            with self._client() as client:
-                response = client.request(method, url, json=body)
-        except httpx.HTTPError as exc:
-            raise KubeTrustError(f"{url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code not in (200, 201):
-            raise KubeTrustError(f"{url}: HTTP {response.status_code}: {status_message(response.content)}")
-        try:
-            doc = response.json()
-        except ValueError as exc:
-            raise KubeTrustError(f"{url}: not JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise KubeTrustError(f"{url}: not a JSON object")
-        return doc
-
-    def get_json(self, path: str) -> dict[str, Any]:
-        return self._call("GET", path)
-
-    def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", path, body)
+            return super().request(*args, **kwargs)
+        except KubeError as exc:
+            raise KubeTrustError(str(exc)) from exc
 
 
 class KubeTokenReview:

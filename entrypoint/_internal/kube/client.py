@@ -1,0 +1,159 @@
+"""One Kubernetes REST client, for everything here that talks to an API server.
+
+The signer (TokenRequest), the verifier (OIDC discovery, JWKS, TokenReview) and a controller need
+the same few things: an https URL, the cluster's CA, a bearer token (re-read for every request:
+the kubelet rotates it), JSON in and out, and the API server's own words when it refuses (a
+``Status`` object's message).  Retrying is the caller's: what is worth another attempt, and for
+how long, differs between a step's signing budget and a controller's work queue, so errors carry
+the status code and whether the request timed out.  ``transport`` lets tests inject an httpx
+transport instead of a server.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from entrypoint.errors import EntrypointError
+
+
+class KubeError(EntrypointError):
+    """A request to the Kubernetes API server failed; the text names the URL and the cause."""
+
+
+class KubeConfigError(KubeError):
+    """The client's own configuration is unusable: the CA file or the token file."""
+
+    def __init__(self, what: str, path: str, why: str) -> None:
+        super().__init__(f"{what} {path}: {why}")
+        self.what, self.path, self.why = what, path, why
+
+
+class KubeTransportError(KubeError):
+    """No answer: the connection, TLS or the timeout failed."""
+
+    def __init__(self, url: str, exc: Exception) -> None:
+        super().__init__(f"{url}: {type(exc).__name__}: {exc}")
+        import httpx
+
+        self.timed_out = isinstance(exc, httpx.TimeoutException)
+
+
+class KubeStatusError(KubeError):
+    """The API server answered with an error status; ``message`` is its own explanation."""
+
+    def __init__(self, url: str, status: int, message: str) -> None:
+        super().__init__(f"{url}: HTTP {status}: {message}")
+        self.url, self.status, self.message = url, status, message
+
+
+def status_message(content: bytes) -> str:
+    """The API server's own explanation (a ``Status`` object's message), else the body's start."""
+    try:
+        doc = json.loads(content)
+        message = doc.get("message") if isinstance(doc, dict) else None
+    except ValueError:
+        message = None
+    if isinstance(message, str) and message:
+        return message
+    return content[:200].decode("utf-8", "replace") or "(empty body)"
+
+
+def read_token(path: str) -> str:
+    """A bearer token from a file; ValueError or OSError say why it is unusable."""
+    with open(path, encoding="ascii") as f:
+        token = f.read().strip()
+    # Refused before it reaches an HTTP header, whose errors would quote it.
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError("not a bearer token (empty, or with spaces or control characters)")
+    return token
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
+class KubeClient:
+    """An API server URL, its CA, and a bearer token (given, or read from a file per request)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+        transport: Any = None,
+    ) -> None:
+        if not url.startswith("https://"):
+            # The bearer token goes in the request: never in clear text.
+            raise KubeConfigError("Kubernetes API server", repr(url), "an https URL is required")
+        self.url = url.rstrip("/")
+        self.token_file = token_file
+        self.ca_file = ca_file
+        self.timeout = timeout
+        self.transport = transport
+
+    def ssl_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise KubeConfigError("CA file", str(self.ca_file), _why(exc)) from exc
+
+    def bearer_token(self) -> str | None:
+        if not self.token_file:
+            return None
+        try:
+            return read_token(self.token_file)
+        except (OSError, ValueError) as exc:
+            raise KubeConfigError("token file", self.token_file, _why(exc)) from exc
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One request; the answer's JSON object.  ``token`` overrides the token file."""
+        import httpx
+
+        url = self.url + path
+        bearer = token if token is not None else self.bearer_token()
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        content = None if body is None else json.dumps(body).encode()
+        options: dict[str, Any] = {
+            "timeout": self.timeout if timeout is None else timeout,
+            "trust_env": False,
+        }
+        if self.transport is not None:
+            options["transport"] = self.transport
+        else:
+            options["verify"] = self.ssl_context()
+        try:
+            with httpx.Client(**options) as client:
+                response = client.request(method, url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeTransportError(url, exc) from exc
+        if response.status_code not in (200, 201):
+            raise KubeStatusError(url, response.status_code, status_message(response.content))
+        try:
+            doc = response.json()
+        except ValueError as exc:
+            raise KubeError(f"{url}: not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise KubeError(f"{url}: not a JSON object")
+        return doc
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        return self.request("GET", path)
+
+    def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", path, body)
