@@ -3,18 +3,64 @@
 Every error this package raises on purpose derives from :class:`EntrypointError`.  Messages are
 written for the person who has to fix the problem: they name the file, flag or field involved.
 Where Tekton's Go entrypoint has a fixed error text that operators or tests rely on, the message
-reproduces it exactly (the docstring of the class says so).
+reproduces it exactly (the docstring of the class says so).  The tree (where a class is defined
+elsewhere, its module follows it; ``tests/unit/test_errors.py`` checks that this drawing is true)::
+
+    EntrypointError
+    ├── UsageError
+    │   ├── HelpRequested
+    │   └── FlagValueError
+    ├── ConfigError
+    │   └── SigningConfigError
+    ├── SubcommandError
+    ├── StepInitFatal                 _internal/step/subcommands.py
+    ├── Fatal                         _internal/step/entrypointer.py
+    ├── WhenExpressionError
+    ├── SubstitutionError
+    │   └── StepResultIndexError      _internal/step/substitution.py
+    ├── ResultsError
+    ├── TerminationMessageError
+    │   └── MessageLengthError
+    ├── PostFileError
+    ├── WaitError
+    ├── SkipError
+    ├── DebugBeforeStepError
+    ├── ContextError
+    │   ├── ContextCanceled
+    │   └── DeadlineExceeded
+    ├── ChildExitError
+    ├── StartError
+    ├── HermeticError
+    ├── CredentialError               _internal/step/creds/_common.py
+    ├── GoPathError                   _internal/go/errors.py
+    ├── DecodeError (also a ValueError)
+    │   ├── Base64Error               _internal/go/json.py
+    │   ├── URLError                  _internal/go/url.py
+    │   ├── JsonDecodeError           _internal/step/substitution.py
+    │   ├── CompactFormatError        _internal/formats/compact.py
+    │   └── SvidDecodeError           _internal/backends/spire/svid.py
+    ├── SigningError
+    │   ├── ReservedResultError
+    │   └── RetryableSigningError     _internal/backends/k8s_sat/fetch.py
+    ├── VerificationError
+    │   └── VerificationFailed        _internal/verification/reasons.py
+    ├── TrustError
+    │   ├── TrustBundleError          _internal/backends/spire/trust.py
+    │   └── KubeTrustError            _internal/backends/k8s_sat/kube.py
+    └── KubeError                     _internal/kube/client.py
+        ├── KubeConfigError
+        ├── KubeTransportError
+        └── KubeStatusError
+
+Outside it, on purpose: ``PackError`` (_internal/packimport.py) is an ``ImportError``, because the
+import system is what raises and handles it.
 """
 
 from __future__ import annotations
 
 
 class EntrypointError(Exception):
-    """Base class of every error raised by this package."""
-
-    def diagnostics(self) -> str:
-        """A one-line, human-readable description suitable for a log line."""
-        return str(self)
+    """Base class of every error raised by this package; its text is the whole one-line message."""
 
 
 class UsageError(EntrypointError):
@@ -31,6 +77,10 @@ class FlagValueError(UsageError):
 
 class ConfigError(EntrypointError):
     """The environment or a configuration input (e.g. TEKTON_PLATFORM_COMMANDS) is invalid."""
+
+
+class SigningConfigError(ConfigError):
+    """An environment variable chooses a signing backend or format the entrypoint does not know."""
 
 
 class SubcommandError(EntrypointError):
@@ -87,11 +137,15 @@ class ContextError(EntrypointError):
 
 
 class ContextCanceled(ContextError):
+    """The run context was canceled (Go's ``context.Canceled`` text)."""
+
     def __init__(self) -> None:
         super().__init__("context canceled")
 
 
 class DeadlineExceeded(ContextError):
+    """The run context's deadline passed (Go's ``context.DeadlineExceeded`` text)."""
+
     def __init__(self) -> None:
         super().__init__("context deadline exceeded")
 
@@ -115,3 +169,24 @@ class StartError(EntrypointError):
 
 class HermeticError(EntrypointError):
     """Hermetic (network-isolated) execution was requested but could not be set up."""
+
+
+class DecodeError(EntrypointError, ValueError):
+    """Malformed input to one of the codecs (Go's base64 and URLs, cs1 values, SVID PEM); still a
+    ValueError, as the codecs' callers expect."""
+
+
+class SigningError(EntrypointError):
+    """The step's results could not be signed (no identity, unusable key, reserved name, ...)."""
+
+
+class ReservedResultError(SigningError):
+    """A step wrote a result whose name belongs to the signing entries."""
+
+
+class VerificationError(EntrypointError):
+    """A check of a signed message failed (the verifier turns it into a verdict, never raises it)."""
+
+
+class TrustError(EntrypointError):
+    """The trust to verify against (a bundle, the cluster's issuer) could not be loaded or reached."""

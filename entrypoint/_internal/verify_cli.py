@@ -32,6 +32,7 @@ from entrypoint._internal.backends.k8s_sat.common import MATERIAL_KIND, SA_DIR, 
 from entrypoint._internal.backends.spire.trust import TrustBundleError, check_trust_domain
 from entrypoint._internal.formats.compact import SIGNATURE_KEY
 from entrypoint._internal.go.json import decode_go_bytes
+from entrypoint.errors import UsageError
 from entrypoint.termination import RunResult, parse_message
 from entrypoint.verify import (
     ApiServer,
@@ -58,8 +59,8 @@ NO_CHAIN_WARNING = (
 )
 
 
-class _Usage(Exception):
-    pass
+class _Usage(UsageError):
+    """A wrong command line (exit status 2), reported with the program's name."""
 
 
 class _Parser(argparse.ArgumentParser):

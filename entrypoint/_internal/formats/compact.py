@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from entrypoint._internal.backends import BACKENDS, for_compact_kind
 from entrypoint._internal.go.json import valid_utf8
+from entrypoint.errors import DecodeError
 from entrypoint.termination import RunResult
 
 TAG = "cs1"
@@ -25,7 +26,7 @@ ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
 MATERIAL_KINDS = tuple(kind for backend in BACKENDS for kind in backend.compact_kinds)
 
 
-class CompactFormatError(ValueError):
+class CompactFormatError(DecodeError):
     """A SIGNATURE value that does not follow the cs1 syntax; the text says which field."""
 
 

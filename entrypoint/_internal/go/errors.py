@@ -10,6 +10,8 @@ import errno
 import os
 import stat
 
+from entrypoint.errors import EntrypointError
+
 
 def errno_text(code: int | None) -> str:
     """The text of Go's ``syscall.Errno``: glibc's message with a lower-case first letter."""
@@ -33,7 +35,7 @@ def read_file_error(path: str, exc: OSError) -> str:
     return path_error("read" if exc.errno == errno.EISDIR else "open", path, exc)
 
 
-class GoPathError(Exception):
+class GoPathError(EntrypointError):
     """An OS error worded as Go words it (the message is the whole text)."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import codecs
 
+from entrypoint.errors import DecodeError
+
 try:
     # The C string encoder behind the json module; importing json itself would pull in ``re``.
     from _json import encode_basestring as _encode_basestring
@@ -85,7 +87,7 @@ _NEWLINES = (0x0A, 0x0D)
 _PAD = 0x3D
 
 
-class Base64Error(ValueError):
+class Base64Error(DecodeError):
     """Go's ``base64.CorruptInputError``: the text names the offending input offset."""
 
     def __init__(self, offset: int) -> None:

@@ -18,11 +18,12 @@ from entrypoint._internal.step.creds._common import (
     go_quote_bytes,
     to_bytes,
 )
+from entrypoint.errors import DecodeError
 
 _UPPERHEX = b"0123456789ABCDEF"
 
 
-class URLError(ValueError):
+class URLError(DecodeError):
     """A URL that Go's ``url.Parse`` rejects; the text is Go's ``*url.Error`` text."""
 
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from entrypoint.errors import EntrypointError
+# Defined with the rest of the tree; re-exported here, where the signing code has always found them.
+from entrypoint.errors import ReservedResultError, SigningError
 
-
-class SigningError(EntrypointError):
-    """The step's results could not be signed (no identity, unusable key, reserved name, ...)."""
-
-
-class ReservedResultError(SigningError):
-    """A step wrote a result whose name belongs to the signing entries."""
+__all__ = ["ReservedResultError", "SigningError"]

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
+from entrypoint import errors
 from entrypoint._internal.backends import NAMES as SIGNING_BACKENDS
 from entrypoint._internal.go.flag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
+from entrypoint.errors import SigningConfigError
 
 DEFAULT_SPIRE_SOCKET = "unix:///spiffe-workload-api/spire-agent.sock"
 SIGNATURE_FORMATS = ("tekton", "compact")
@@ -16,6 +18,8 @@ SIGNATURE_FORMATS = ("tekton", "compact")
 # (Tekton's config-defaults ``default-pod-template`` env applies to every TaskRun's steps).
 ENV_SIGNING_BACKEND = "SIGNED_ENTRYPOINT_SIGNING_BACKEND"
 ENV_SIGNATURE_FORMAT = "SIGNED_ENTRYPOINT_SIGNATURE_FORMAT"
+# What signing_choice raises, by its base class (the one ConfigError of entrypoint.errors).
+ConfigError = errors.ConfigError
 
 
 class Options:
@@ -153,10 +157,6 @@ class _Bound:
         return opts
 
 
-class ConfigError(ValueError):
-    """An environment variable holds a value the entrypoint does not know."""
-
-
 def signing_choice(opts: Options, environ: dict[str, str] | os._Environ[str]) -> tuple[str, str]:
     """The signing backend and wire format.  Flags first: ours, then Tekton's ``-enable_spire``
     (the controller's, which a Task's own ``env`` must not be able to override); the environment
@@ -167,12 +167,14 @@ def signing_choice(opts: Options, environ: dict[str, str] | os._Environ[str]) ->
     if not backend:
         backend = environ.get(ENV_SIGNING_BACKEND, "")
         if backend and backend not in SIGNING_BACKENDS:
-            raise ConfigError(
+            raise SigningConfigError(
                 f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(SIGNING_BACKENDS)}"
             )
     wire = opts.signature_format or environ.get(ENV_SIGNATURE_FORMAT, "") or "tekton"
     if wire not in SIGNATURE_FORMATS:
-        raise ConfigError(f"{ENV_SIGNATURE_FORMAT}={wire!r}: must be one of {', '.join(SIGNATURE_FORMATS)}")
+        raise SigningConfigError(
+            f"{ENV_SIGNATURE_FORMAT}={wire!r}: must be one of {', '.join(SIGNATURE_FORMATS)}"
+        )
     return backend, wire
 
 

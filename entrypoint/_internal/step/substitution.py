@@ -32,7 +32,7 @@ from entrypoint._internal.go.decode import JsonObject, fix_surrogates, go_fold_n
 from entrypoint._internal.go.json import marshal
 from entrypoint._internal.go.path import clean, join
 from entrypoint._internal.step.when import WhenExpression
-from entrypoint.errors import SubstitutionError
+from entrypoint.errors import DecodeError, SubstitutionError
 
 __all__ = [
     "ARRAY_RESULT_FORMAT_ERROR",
@@ -275,12 +275,12 @@ def parse_artifact_template(template: str) -> ArtifactTemplate:
     return ArtifactTemplate("step-" + parts[1], parts[2], parts[3] if len(parts) == 4 else "")
 
 
-class _DecodeError(Exception):
-    pass
+class JsonDecodeError(DecodeError):
+    """A step result's JSON does not decode into the Go type asked for (Go's ``json`` text)."""
 
 
-def _type_error(found: Any, where: str, go_type: str) -> _DecodeError:
-    return _DecodeError(f"json: cannot unmarshal {json_kind(found)} into Go {where} of type {go_type}")
+def _type_error(found: Any, where: str, go_type: str) -> JsonDecodeError:
+    return JsonDecodeError(f"json: cannot unmarshal {json_kind(found)} into Go {where} of type {go_type}")
 
 
 def _fields(obj: JsonObject, names: tuple[str, ...]) -> dict[str, Any]:
@@ -337,7 +337,7 @@ def _decode_artifacts(text: str, wanted_type: str) -> list[tuple[str, list[dict[
     try:
         decoded = go_json_loads(text)
     except ValueError as exc:
-        raise _DecodeError(str(exc)) from exc
+        raise JsonDecodeError(str(exc)) from exc
     if decoded is None:
         return []
     if not isinstance(decoded, JsonObject):
@@ -383,7 +383,7 @@ def get_artifact_values(steps_dir: str, template: str) -> str:
     text = _read_text(path)
     try:
         artifacts = _decode_artifacts(text, parsed.type)
-    except _DecodeError as exc:
+    except JsonDecodeError as exc:
         raise SubstitutionError(f"failed to parse {path}: {exc}") from exc
     for name, values in artifacts:
         if name == parsed.artifact_name:

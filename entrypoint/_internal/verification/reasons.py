@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
-from entrypoint.errors import EntrypointError
+from entrypoint.errors import VerificationError
 
 
 class Reason(StrEnum):
@@ -39,7 +39,7 @@ class Reason(StrEnum):
     KEY_MISMATCH = "KeyMismatch"
 
 
-class VerificationFailed(EntrypointError):
+class VerificationFailed(VerificationError):
     """A check failed.  ``identity`` is the SPIFFE ID read from the SVID, when one was read
     before the failure, so that a verdict can say who presented the bad message."""
 

@@ -98,7 +98,7 @@ class SaTokenBackend:
                     break
                 try:
                     return self._attempt(key, min(remaining, _MAX_ATTEMPT_SECONDS))
-                except _Retry as exc:
+                except RetryableSigningError as exc:
                     last = str(exc)
                     if not exc.timed_out:
                         answered = last
@@ -177,7 +177,7 @@ class SaTokenBackend:
         except KubeConfigError as exc:
             raise SigningError(f"oidc-sa-token: API server CA {self.ca_file}: {exc.why}") from exc
         except KubeTransportError as exc:
-            retry = _Retry(f"TokenRequest {exc}")
+            retry = RetryableSigningError(f"TokenRequest {exc}")
             retry.timed_out = exc.timed_out
             raise retry from exc
         except KubeStatusError as exc:
@@ -186,7 +186,7 @@ class SaTokenBackend:
             # ("... denied request ...", "admission webhook ... denied the request") will not.
             denied = exc.status == 403 and "denied" in text
             if exc.status in _RETRY_STATUS and not denied:
-                raise _Retry(text) from exc
+                raise RetryableSigningError(text) from exc
             raise SigningError(f"oidc-sa-token: {text}") from exc
         except KubeError as exc:
             raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
@@ -214,7 +214,7 @@ class SaTokenBackend:
         return token_identity(key, token, expiry, source)
 
 
-class _Retry(SigningError):
+class RetryableSigningError(SigningError):
     """A failure that another attempt may not meet."""
 
     timed_out = False  # no answer within the attempt's time (rather than an error status)

@@ -24,7 +24,7 @@ from entrypoint._internal.backends.k8s_sat.common import (
 )
 from entrypoint._internal.kube.client import KubeClient, KubeError
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
-from entrypoint.errors import EntrypointError
+from entrypoint.errors import TrustError
 
 OPENID_CONFIG_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/openid/v1/jwks"
@@ -37,7 +37,7 @@ _EXTRA_POD_UID = "authentication.kubernetes.io/pod-uid"
 _SA_PREFIX = "system:serviceaccount:"
 
 
-class KubeTrustError(EntrypointError):
+class KubeTrustError(TrustError):
     """The Kubernetes trust (a JWKS snapshot, an API server) could not be loaded or reached."""
 
 

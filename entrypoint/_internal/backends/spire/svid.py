@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from entrypoint.errors import DecodeError
+
 _LABEL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ")
 
 
@@ -58,7 +60,7 @@ def _blocks(text: str) -> Iterator[tuple[int, str, str, str, int]]:
         pos = end_label_end + 5
 
 
-class SvidDecodeError(ValueError):
+class SvidDecodeError(DecodeError):
     """The text is not a PEM sequence of certificates; the message says where it broke."""
 
 

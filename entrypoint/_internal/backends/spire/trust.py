@@ -8,13 +8,13 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from entrypoint.errors import EntrypointError
+from entrypoint.errors import TrustError
 
 # SPIFFE trust domain names: lowercase letters, digits, dots, dashes and underscores.
 _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
 
 
-class TrustBundleError(EntrypointError):
+class TrustBundleError(TrustError):
     """A trust bundle could not be loaded; the message names the file or endpoint."""
 
 

@@ -26,7 +26,7 @@ from entrypoint._internal.step.creds._common import (
     to_bytes,
     write_file,
 )
-from entrypoint.errors import FlagValueError
+from entrypoint.errors import DecodeError, FlagValueError
 
 BASIC_FLAG = "basic-docker"
 CONFIG_FLAG = "docker-config"
@@ -140,8 +140,8 @@ class _Number:
 _NUMBER = _Number()
 
 
-class _NonJSONConstant(ValueError):
-    pass
+class _NonJSONConstant(DecodeError):
+    """NaN or Infinity, which Python's json accepts and Go's rejects."""
 
 
 def _reject_constant(name: str) -> object:
