@@ -104,6 +104,8 @@ class TrustBundle:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The verifier's answer for one message: verified or why not, who signed, which results."""
+
     verified: bool
     reason: str  # "Verified" or a failure code of Reason
     message: str

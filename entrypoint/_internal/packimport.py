@@ -242,6 +242,8 @@ def _resource_reader_type(finder: PackFinder) -> "Any":
             return str(self) in directories or super().is_dir()
 
     class PackReader(FileReader):
+        """Reads module code objects from a pack file by name, one ``pread`` each."""
+
         def __init__(self, directory: str) -> None:
             self.path = PackPath(directory)
 

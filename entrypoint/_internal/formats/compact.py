@@ -32,6 +32,8 @@ class CompactFormatError(DecodeError):
 
 @dataclass(frozen=True)
 class SignatureValue:
+    """The fields of a cs1 ``SIGNATURE`` value, decoded strictly and encoded canonically."""
+
     step: str
     signed_at: int
     alg: str

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 
 class ResultType(IntEnum):
+    """Tekton's type codes of termination-message entries (``type`` in the JSON)."""
+
     UNSET = 0
     TASK_RUN_RESULT = 1
     INTERNAL = 3

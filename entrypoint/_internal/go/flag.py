@@ -23,6 +23,8 @@ RANGE_ERROR = "value out of range"
 
 
 class StringValue:
+    """A Go ``flag.String``: takes any value."""
+
     is_bool = False
 
     def __init__(self, default: str = "") -> None:
@@ -66,6 +68,8 @@ class ChoiceValue:
 
 
 class BoolValue:
+    """A Go ``flag.Bool``: ``-x``, ``-x=true`` or ``-x=false`` (and Go's other spellings)."""
+
     is_bool = True
 
     def __init__(self, default: bool = False) -> None:

@@ -139,6 +139,8 @@ def _valid_userinfo(s: str) -> bool:
 
 @dataclass
 class Userinfo:
+    """The user and password of a URL, as Go's ``url.Userinfo``."""
+
     username: str
     password: str | None = None
 
@@ -151,6 +153,8 @@ class Userinfo:
 
 @dataclass
 class URL:
+    """A parsed URL with Go's ``url.URL`` fields and its ``String()`` rendering."""
+
     scheme: str = ""
     opaque: str = ""
     user: Userinfo | None = None

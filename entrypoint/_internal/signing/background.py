@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from entrypoint.termination import RunResult
 
     class Backend(Protocol):
+        """What the signer needs of an identity backend: a fetch within a budget."""
+
         name: str
         budget: float
 
         def fetch(self, budget: float | None = None) -> Identity: ...
 
     class WireFormat(Protocol):
+        """What the signer needs of a wire format: per-phase signing or sealing, and a warm-up."""
+
         name: str
         seals: bool
 

@@ -15,6 +15,8 @@ from entrypoint.errors import ContextCanceled, ContextError, DeadlineExceeded
 
 
 class Context:
+    """Go's ``context.Context`` for one run: cancellation, a deadline, and why it ended."""
+
     def __init__(self, timeout: float | None = None, parent: Context | None = None) -> None:
         self._lock = threading.Lock()
         self._done = threading.Event()

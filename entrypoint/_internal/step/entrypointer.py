@@ -41,6 +41,8 @@ STEP_REFERENCE = "$(steps."
 
 
 class Fatal(EntrypointError):
+    """An error that ends the entrypoint at once, without the finaliser's write (Tekton's log.Fatal)."""
+
     pass
 
 
@@ -100,6 +102,8 @@ def _internal(key: str, value: str) -> RunResult:
 
 
 class Entrypointer:
+    """One step's lifecycle, Tekton's ``Entrypointer.Go``: wait, run, collect, sign, write."""
+
     def __init__(
         self,
         config: StepConfig,

@@ -50,6 +50,8 @@ def spawn_hermetic(path: str, args: list[str], env: dict[str, str], redirects: d
 
 
 class HermeticLauncher:
+    """Starts the step's command in new user, mount, PID and network namespaces (``TEKTON_HERMETIC=1``)."""
+
     def __init__(self) -> None:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._to_parent_r, self._to_parent_w = os.pipe2(os.O_CLOEXEC)

@@ -21,6 +21,8 @@ DEFAULT_ROOT = "/tekton"
 
 
 class Layout:
+    """The paths under ``/tekton`` that the entrypoint reads and writes."""
+
     __slots__ = ("root",)
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:

@@ -14,6 +14,8 @@ from entrypoint.errors import PostFileError
 
 
 class FilePostWriter:
+    """Writes the post file (and ``.err`` on failure) that the next step waits for."""
+
     def write(self, file: str, content: str) -> None:
         if not file:
             return

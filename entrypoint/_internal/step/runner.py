@@ -92,6 +92,8 @@ def go_signal_name(signum: int) -> str:
 
 
 class ProcessRunner:
+    """Runs the step's command as a child: stdio, signals forwarded, timeout and cancel file."""
+
     def __init__(
         self,
         stdout_path: str = "",

@@ -24,6 +24,8 @@ class FlagValue(Protocol):
 
 
 class Waiter(Protocol):
+    """Waits for the previous step's post file (Tekton's ``Waiter``)."""
+
     def wait(self, ctx: Context, file: str, expect_content: bool, breakpoint_on_failure: bool) -> None: ...
 
 
@@ -39,6 +41,8 @@ class Runner(Protocol):
 
 
 class PostWriter(Protocol):
+    """Writes a post or exitCode file (Tekton's ``PostWriter``)."""
+
     def write(self, file: str, content: str) -> None: ...
 
 

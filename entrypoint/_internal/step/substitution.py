@@ -89,6 +89,8 @@ class StepResultIndexError(SubstitutionError):
 
 @dataclass(frozen=True)
 class StepResultRef:
+    """One ``$(steps.<step>.results.<name>...)`` reference found in the command."""
+
     step: str
     result: str
     kind: Literal["string", "array", "object"]
@@ -98,6 +100,8 @@ class StepResultRef:
 
 @dataclass
 class SubstitutionOutcome:
+    """The command after step-result substitution, and what was substituted."""
+
     env: dict[str, str]
     when: list[WhenExpression]
     command: list[str]
@@ -106,6 +110,8 @@ class SubstitutionOutcome:
 
 @dataclass(frozen=True)
 class ArtifactTemplate:
+    """One ``$(steps.<step>.inputs|outputs.<name>)`` artifact reference."""
+
     container_name: str
     type: str  # "inputs" or "outputs"
     artifact_name: str
@@ -113,6 +119,8 @@ class ArtifactTemplate:
 
 @dataclass
 class ArtifactSubstitutionOutcome:
+    """The command after step-artifact substitution, and what was substituted."""
+
     command: list[str]
     env: dict[str, str]
     error: SubstitutionError | None = None

@@ -49,6 +49,8 @@ def _nearest_existing_dir(file: str) -> str:
 
 
 class FileWaiter:
+    """Waits for a file by inotify where it can, else by polling, until it exists or the run ends."""
+
     def __init__(self, use_inotify: bool = True) -> None:
         self.use_inotify = use_inotify
 

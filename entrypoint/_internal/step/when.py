@@ -28,6 +28,8 @@ OPERATOR_IN = "in"
 
 @dataclass
 class WhenExpression:
+    """One when expression: input, operator (``in``/``notin``) and values, or a CEL expression."""
+
     input: str = ""
     operator: str = ""
     values: list[str] = field(default_factory=list)

@@ -16,6 +16,8 @@ from entrypoint.termination import RunResult
 
 @dataclass(frozen=True)
 class Format:
+    """One wire format as the verifier sees it: how to recognise it, verify it, hide its entries."""
+
     name: str
     recognises: Callable[[Sequence[RunResult]], bool]
     verify: Callable[[Sequence[RunResult], Request], Outcome]

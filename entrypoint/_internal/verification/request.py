@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Request:
+    """What a format verifier is asked: which TaskRun, trust, time, and the checks to make."""
+
     namespace: str
     name: str
     trust_domain: str | None  # None: no trust was available at all
@@ -34,6 +36,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a format verifier found when every check passed: who signed, and which keys."""
+
     identity: str  # who signed: the SPIFFE ID, or the service account and pod of a token
     signed_keys: tuple[str, ...]  # every key whose signature was verified, in checking order
     # What a format binds beyond the entries (compact: the step index and the signing time).

@@ -47,6 +47,8 @@ class Pod:
 
 
 class SaTokenBackend:
+    """Fetches a fresh key and a pod-bound token for it with TokenRequest, retrying within a budget."""
+
     name = "oidc-sa-token"
 
     def __init__(

@@ -16,6 +16,8 @@ from entrypoint._internal.signing.identity import Identity
 
 
 class SpireBackend:
+    """Fetches the default X.509-SVID from a SPIFFE Workload API, retrying as Tekton does."""
+
     name = "spire"
 
     def __init__(self, address: str, budget: float = 20.0, interval: float = 2.0) -> None:

@@ -66,6 +66,8 @@ class SvidDecodeError(DecodeError):
 
 @dataclass(frozen=True)
 class DecodedSvid:
+    """An SVID's leaf certificate and the intermediates that followed it."""
+
     leaf: x509.Certificate
     intermediates: tuple[x509.Certificate, ...]
 

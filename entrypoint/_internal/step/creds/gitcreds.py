@@ -46,6 +46,8 @@ def _host_only_first(items: Iterable[_T], is_host_only: Callable[[_T], bool]) ->
 
 @dataclass(frozen=True)
 class BasicEntry:
+    """One ``-basic-git`` secret: the URL it is for and the credentials to write."""
+
     secret: str
     username: str
     password: str
@@ -112,6 +114,8 @@ class BasicGitConfig:
 
 @dataclass(frozen=True)
 class SSHEntry:
+    """One ``-ssh-git`` secret: the host it is for and the key to write."""
+
     secret: str
     private_key: bytes
     known_hosts: bytes
