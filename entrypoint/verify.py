@@ -246,30 +246,26 @@ class Verifier:
         """Parse a termination message (plain JSON or ``tknz:``) as the controller does, then
         verify it (``at``, timezone-aware, is the time the chain is checked at, default now)."""
         when = _utc(at)
+
+        def invalid(text: str) -> Verdict:
+            return Verdict(
+                verified=False,
+                reason=Reason.MESSAGE_INVALID,
+                message=f"termination message: {text}",
+                format="",
+                identity=None,
+                checked_at=when,
+                results=(),
+            )
+
         if len(message) > MAX_MESSAGE_CHARS:
             # Kubernetes keeps 4 KiB of a termination message and Tekton inflates tknz: to 128 KiB
             # at most; a larger input is not a termination message, and parsing it costs for nothing.
-            return Verdict(
-                verified=False,
-                reason=Reason.MESSAGE_INVALID,
-                message=f"termination message: {len(message)} characters, more than any termination message",
-                format="",
-                identity=None,
-                checked_at=when,
-                results=(),
-            )
+            return invalid(f"{len(message)} characters, more than any termination message")
         try:
             entries = parse_message(message)
         except Exception as exc:
-            return Verdict(
-                verified=False,
-                reason=Reason.MESSAGE_INVALID,
-                message=f"termination message: {exc}",
-                format="",
-                identity=None,
-                checked_at=when,
-                results=(),
-            )
+            return invalid(str(exc))
         return self.verify_entries(entries, taskrun, at=when)
 
     def verify_entries(

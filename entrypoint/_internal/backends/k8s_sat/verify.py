@@ -1,8 +1,5 @@
-"""Verifying the ``oidc-sa-token`` backend's evidence: the key, and the token that vouches for it.
-
-Each function runs the backend's share of a wire format's checks, in that format's order, and
-returns who signed and the key to check the signatures with; the format checks the signatures.
-"""
+"""Verifying the ``oidc-sa-token`` backend's evidence: the key, and the token that vouches for it
+(its share of each wire format's checks; docs/architecture.md has the contract)."""
 
 from __future__ import annotations
 
