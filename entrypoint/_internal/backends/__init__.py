@@ -21,36 +21,27 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 
-if TYPE_CHECKING:
-    from typing import NamedTuple
-
-    class _Fields(NamedTuple):
-        name: str
-        package: str
-        tekton_entries: tuple[str, ...]
-        compact_kinds: tuple[str, ...]
-        compact_text: bool = False
-
-else:
-    # The same fields without importing typing (a step pays ~1.7 ms for it).
-    from collections import namedtuple
-
-    _Fields = namedtuple(
-        "_Fields", ("name", "package", "tekton_entries", "compact_kinds", "compact_text"), defaults=(False,)
-    )
-
-
-class Backend(_Fields):
+class Backend:
     """One identity backend: its flag value, its package, and what it owns in each wire format.
 
     ``tekton_entries``: the entries its evidence travels in, in Tekton's format, the first one
     marking its messages.  ``compact_kinds``: its cs1 material kinds, the full one first;
     ``compact_text``: whether that material is written as text (checked by its ``common``
     module) rather than as base64url of bytes.  Known here, so that reserving and recognising
-    them imports no backend.
+    them imports no backend.  A plain class: every step imports this module, and a named tuple
+    or a dataclass costs it a millisecond or more to define.
     """
 
-    __slots__ = ()
+    __slots__ = ("compact_kinds", "compact_text", "name", "package", "tekton_entries")
+
+    def __init__(self, name: str, package: str, *, tekton_entries: tuple[str, ...],
+                 compact_kinds: tuple[str, ...], compact_text: bool = False) -> None:  # fmt: skip
+        self.name, self.package = name, package
+        self.tekton_entries, self.compact_kinds, self.compact_text = (
+            tekton_entries,
+            compact_kinds,
+            compact_text,
+        )
 
     def module(self, part: str) -> ModuleType:
         """One of the backend's modules (``config``, ``fetch``, ``evidence``, ``verify``)."""

@@ -11,7 +11,6 @@ import os
 
 from entrypoint._internal.go.errors import GoPathError, mkdir_all
 from entrypoint._internal.go.path import join
-from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.step.context import Context
 from entrypoint._internal.step.layout import Layout
 from entrypoint._internal.step.results import format_started_at, phase_enabled, read_artifact, read_results
@@ -23,6 +22,7 @@ from entrypoint.errors import (
     EntrypointError,
     PostFileError,
     ResultsError,
+    SigningError,
     SkipError,
 )
 from entrypoint.termination import ResultType, RunResult, TerminationFile

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 from entrypoint import errors
-from entrypoint._internal.backends import NAMES as SIGNING_BACKENDS
 from entrypoint._internal.go.flag import BoolValue, ChoiceValue, DurationValue, FlagSet, StringValue
 from entrypoint.errors import SigningConfigError
 
@@ -18,6 +17,15 @@ SIGNATURE_FORMATS = ("tekton", "compact")
 # (Tekton's config-defaults ``default-pod-template`` env applies to every TaskRun's steps).
 ENV_SIGNING_BACKEND = "SIGNED_ENTRYPOINT_SIGNING_BACKEND"
 ENV_SIGNATURE_FORMAT = "SIGNED_ENTRYPOINT_SIGNATURE_FORMAT"
+
+
+def signing_backends() -> tuple[str, ...]:
+    """The backends' flag values, from their registry: loaded only when a step names one."""
+    from entrypoint._internal.backends import NAMES
+
+    return NAMES
+
+
 # What signing_choice raises, by its base class (the one ConfigError of entrypoint.errors).
 ConfigError = errors.ConfigError
 
@@ -123,7 +131,7 @@ class _Bound:
 
         # Our own flags (Tekton's binary has none of these).  Both spellings of the backend flag
         # share one value, so the last one given wins, as for any repeated Go flag.
-        self.signing_backend = ChoiceValue(SIGNING_BACKENDS)
+        self.signing_backend = ChoiceValue(signing_backends)
         usage = (
             "Signing identity backend: spire (same as -enable_spire) or oidc-sa-token; empty means "
             f"${ENV_SIGNING_BACKEND}, else no signing"
@@ -166,9 +174,9 @@ def signing_choice(opts: Options, environ: dict[str, str] | os._Environ[str]) ->
         backend = "spire"
     if not backend:
         backend = environ.get(ENV_SIGNING_BACKEND, "")
-        if backend and backend not in SIGNING_BACKENDS:
+        if backend and backend not in signing_backends():
             raise SigningConfigError(
-                f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(SIGNING_BACKENDS)}"
+                f"{ENV_SIGNING_BACKEND}={backend!r}: must be one of {', '.join(signing_backends())}"
             )
     wire = opts.signature_format or environ.get(ENV_SIGNATURE_FORMAT, "") or "tekton"
     if wire not in SIGNATURE_FORMATS:
