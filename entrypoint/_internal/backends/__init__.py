@@ -28,7 +28,7 @@ class Backend:
     marking its messages.  ``compact_kinds``: its cs1 material kinds, the full one first;
     ``compact_text``: whether that material is written as text (checked by its ``common``
     module) rather than as base64url of bytes.  Known here, so that reserving and recognising
-    them imports no backend.  A plain class: every step imports this module, and a named tuple
+    them imports no backend.  A plain class: every signing step imports this module; a named tuple
     or a dataclass costs it a millisecond or more to define.
     """
 
