@@ -1,0 +1,73 @@
+"""A Kubernetes API server for tests: real HTTPS on 127.0.0.1, issuing and reviewing bound SA tokens.
+
+It serves the four endpoints a pod-bound-token signer and its verifiers touch (field survey §3), and answers
+as kube-apiserver does (``pkg/registry/core/serviceaccount/storage/token.go``,
+``pkg/serviceaccount/claims.go``, ``openidmetadata.go``):
+
+* ``POST /api/v1/namespaces/{ns}/serviceaccounts/{sa}/token`` (TokenRequest, 201).  The caller authenticates
+  with a token for the API audiences and may only request tokens for its own service account (the RBAC grant
+  a signer's pod would have).  Errors are ``Status`` objects with the apiserver's codes: 401 unauthenticated,
+  403 forbidden, 400 undecodable body, **422 Invalid** for ``expirationSeconds`` outside [600, 2^32], 404 for
+  an unknown service account or pod, 409 when ``boundObjectRef.uid`` is not the pod's current UID, 400 when
+  the pod runs as another service account.  Empty ``audiences`` default to the API audiences and
+  ``max_token_seconds`` caps the lifetime silently, both as the apiserver does.
+* ``POST /apis/authentication.k8s.io/v1/tokenreviews`` (TokenReview, 201).  A token is authenticated only if
+  its signature verifies against a key still in the JWKS, it is within ``exp``/``nbf`` (60 s leeway, as
+  go-jose's default), its audiences meet the requested ones, and its bound pod still exists with the same UID.
+  As in Go's JSON encoding, ``authenticated``, ``audiences`` and ``error`` are omitted when empty.
+* ``GET /.well-known/openid-configuration`` and ``GET /openid/v1/jwks``, readable without credentials (the
+  common ``system:service-account-issuer-discovery`` binding).
+
+Tokens are real JWTs (PyJWT), RS256 or ES256, ``kid`` = base64url(SHA-256(SPKI DER)) as the apiserver derives
+it.  The issuer defaults to the server's own URL, so OIDC discovery from ``iss`` reaches this server.
+
+Fault knobs, settable while serving: ``fail_status``/``fail_next`` (answer an error status), ``delay``
+(bounded slow answers), ``unauthorized`` (401 for everything), ``deny_token_requests`` (RBAC not granted),
+:meth:`KubeAPIServer.rotate_signing_key`.
+
+Admission, settable while serving: ``own_pod_tokens_only`` simulates the ValidatingAdmissionPolicy that
+docs/oidc-sa-token.md §6 recommends against one pod of a service account asking for a token bound to
+another pod of the same service account.  A TokenRequest with an audience starting with
+``signed-entrypoint:`` (after defaulting) must bind the token to the pod the caller's own token is bound
+to: ``kind: Pod`` and the UID in the caller's ``userInfo.extra['authentication.kubernetes.io/pod-uid']``.
+Otherwise the answer is the policy's denial, 403 Forbidden; a caller whose token is bound to no pod is
+denied too.  As in kube-apiserver's TokenRequest storage, validating admission runs
+after the service-account lookup (404) and the static validation (422), and before the bound object is
+looked up (404/409/400).
+
+Layers: :mod:`.objects` (paths, ``Status`` errors, pods), :mod:`.keys` (signing keys and the JWKS),
+:mod:`.server` (routing, tokens, admission), on the shared HTTPS scaffold (:mod:`entrypoint.testing._https`).
+
+Run standalone with ``python -m entrypoint.testing.kube_api --pod NS/NAME/UID --service-account SA``
+(``--own-pod-tokens-only`` turns the admission policy on).
+"""
+
+from __future__ import annotations
+
+from entrypoint.testing._https import MAX_DELAY_SECONDS
+from entrypoint.testing.kube.keys import ALGORITHMS
+from entrypoint.testing.kube.objects import (
+    JWKS_PATH,
+    OPENID_CONFIG_PATH,
+    OWN_POD_POLICY,
+    OWN_POD_POLICY_AUDIENCE_PREFIX,
+    OWN_POD_POLICY_MESSAGE,
+    TOKEN_REVIEW_PATH,
+    Pod,
+    token_request_path,
+)
+from entrypoint.testing.kube.server import KubeAPIServer
+
+__all__ = [
+    "ALGORITHMS",
+    "JWKS_PATH",
+    "MAX_DELAY_SECONDS",
+    "OPENID_CONFIG_PATH",
+    "OWN_POD_POLICY",
+    "OWN_POD_POLICY_AUDIENCE_PREFIX",
+    "OWN_POD_POLICY_MESSAGE",
+    "TOKEN_REVIEW_PATH",
+    "KubeAPIServer",
+    "Pod",
+    "token_request_path",
+]
