@@ -354,7 +354,7 @@ SA_TOKEN_CLUSTERS = {
 }  # fmt: skip
 
 
-def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
+def oidc_sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
     """Per cluster naming, token algorithm and format: the bytes of the message with the issue's
     budget of image-digest results (5 tekton, 20 compact), and the most that fit, plain and with
     tknz:."""
@@ -404,12 +404,12 @@ def sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]]:
     return rows
 
 
-def bench_sa_token(runs: int, cmds: dict[str, list[str]]) -> None:
+def bench_oidc_sa_token(runs: int, cmds: dict[str, list[str]]) -> None:
     del runs, cmds
     print("\n(f) oidc-sa-token budget: termination message bytes (limit 4096) with the issue's budget of")
     print("    image-digest results (5 tekton, 20 compact), and the most that fit; bound SA tokens of")
     print("    two clusters: typical names, and long ones (GKE-style issuer URL, 63-character pod name)")
-    for cluster, alg, fmt, token, budget, size, most, most_z in sa_token_budget():
+    for cluster, alg, fmt, token, budget, size, most, most_z in oidc_sa_token_budget():
         ok = "ok" if size <= 4096 else "OVER"
         print(f"  {cluster:<14} {alg} token {token:4d} B  {fmt:<8} {budget:2d} results: {size:4d} B ({ok:>4})"
               f"   most: {most:2d}, with tknz: {most_z:2d}")  # fmt: skip
@@ -449,7 +449,7 @@ SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "signing": bench_signing,
     "verify": bench_verify,
     "capacity": bench_capacity,
-    "sa-token": bench_sa_token,
+    "oidc-sa-token": bench_oidc_sa_token,
     "binary": bench_binary,
     "image": bench_entrypoint_image,
     "go-pair": bench_go_pair,

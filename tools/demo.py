@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in ("results", "run/0", "run/1"):
             (root / d).mkdir(parents=True)
         if backend == "oidc-sa-token":
-            return demo_sa_token(root, env)
+            return demo_oidc_sa_token(root, env)
         sock_dir = Path(tempfile.mkdtemp(prefix="agent", dir="/tmp"))
         agent = start_agent(sock_dir / "agent.sock", root / "bundle.pem")
         bundle = ["--trust-domain", TRUST_DOMAIN, "--trust-bundle", str(root / "bundle.pem")]
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             agent.wait(10)
 
 
-def demo_sa_token(root: Path, env: dict[str, str]) -> int:
+def demo_oidc_sa_token(root: Path, env: dict[str, str]) -> int:
     sa_dir = root / "serviceaccount"
     server, url = start_kube_api(sa_dir)
     try:

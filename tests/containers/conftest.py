@@ -11,27 +11,28 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.conftest import NS, SPIFFE_ID, TASKRUN
-from tests.containers.podman import (
+from tests.support.containers import (
+    TRUST_DOMAIN,
+    Agent,
+)
+from tests.support.paths import REPO
+from tests.support.podman import (
     ENTRYPOINT,
     ENTRYPOINT_IMAGE,
-    REPO,
     SPIFFE_SOCKET_NAME,
     TEKTON_BIN,
     podman,
     podman_env,
 )
+from tests.support.tekton import SPIFFE_ID
 
 DIST_BIN = REPO / "dist" / "bin"
-TRUST_DOMAIN = "example.org"
-TASKRUN_REF = f"{NS}/{TASKRUN}"
 # A cold build of every image takes ~10 s; a cached one ~3 s.  Tool installation may come first.
 BUILD_TIMEOUT = 900
 
@@ -91,15 +92,6 @@ def tekton_bin(container_images: None, tmp_path_factory: pytest.TempPathFactory)
             missing.append(str(path.relative_to(DIST_BIN)))
     assert not missing, f"`init` did not copy these parts of dist/bin/ into /tekton/bin: {missing[:10]}"
     return out
-
-
-@dataclass
-class Agent:
-    """The test Workload API server, and where its socket directory and trust bundle are on the host."""
-
-    server: WorkloadAPIServer
-    socket_dir: Path
-    bundle: Path
 
 
 @pytest.fixture(scope="session")

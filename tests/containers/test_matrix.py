@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.conftest import TASKRUN_REF, TRUST_DOMAIN, Agent
-from tests.containers.podman import (
+from tests.support.containers import TASKRUN_REF, TRUST_DOMAIN, Agent
+from tests.support.podman import (
     ENTRYPOINT,
     SPIFFE_MOUNT,
     STEP_IMAGES,

@@ -34,9 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TASKRUN
-from tests.containers.conftest import TASKRUN_REF, TRUST_DOMAIN, Agent
-from tests.containers.podman import (
+from tests.support.containers import TASKRUN_REF, TRUST_DOMAIN, Agent
+from tests.support.podman import (
     ENTRYPOINT,
     ENTRYPOINT_IMAGE,
     SPIFFE_MOUNT,
@@ -48,6 +47,7 @@ from tests.containers.podman import (
     tampered_copy,
     verify,
 )
+from tests.support.tekton import TASKRUN
 
 RESULTS = ["from-debian", "from-musl", "from-static"]
 STEP_RESULT = "digest"

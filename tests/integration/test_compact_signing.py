@@ -12,9 +12,8 @@ from entrypoint.termination import RunResult, encode_message, parse_message
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle, Verdict, verify_entries, verify_message
-from tests.conftest import NS, TASKRUN, TektonRoot
-
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.support.paths import REPO
+from tests.support.tekton import NS, TASKRUN, TektonRoot
 
 
 def sh(script: str) -> list[str]:

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import TektonRoot
+from tests.support.tekton import TektonRoot
 
 
 def sh(script: str) -> list[str]:

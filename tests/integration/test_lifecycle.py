@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.termination import ResultType
-from tests.conftest import TektonRoot
+from tests.support.tekton import TektonRoot
 
 STARTED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
 

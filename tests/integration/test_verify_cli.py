@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,27 +13,13 @@ import pytest
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.unit.test_verify import FOO_BAR, NS, TD, TR, message, replace, sign_svid, spiffe_id
+from tests.support.tekton_signer import FOO_BAR, NS, TD, TR, message, replace, sign_svid, spiffe_id
+from tests.support.verify_cli import (
+    VERDICT_JSON_KEYS,
+    run,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 TASKRUN = f"{NS}/{TR}"
-
-
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "entrypoint._internal.verify_cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
-
-
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA(TD)
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +69,6 @@ def test_tampered_message_exits_1(tmp_path: Path, bundle: Path, signed: list[Run
     first = p.stdout.splitlines()[0]
     assert first.startswith("NOT VERIFIED SignatureInvalid: foo.sig: invalid signature")
     assert '  foo = "evil"' in p.stdout.splitlines()
-
-
-# Verdict.to_json's fields: the CLI's --json contract, whatever the format.
-VERDICT_JSON_KEYS = {
-    "verified",
-    "reason",
-    "message",
-    "format",
-    "identity",
-    "checkedAt",
-    "condition",
-    "results",
-    "unsigned",
-    "step",
-    "signedAt",
-}
 
 
 def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> None:

@@ -10,15 +10,10 @@ import pytest
 
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
-from tests.integration.test_verify_cli import VERDICT_JSON_KEYS, run
-from tests.unit.test_compact_verify import NS, RESULTS, TD, TR, message, replace, sign, spiffe_id
+from tests.support.compact_signer import NS, RESULTS, TD, TR, message, replace, sign, spiffe_id
+from tests.support.verify_cli import VERDICT_JSON_KEYS, run
 
 TASKRUN = f"{NS}/{TR}"
-
-
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA(TD)
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ def sock_dir() -> Iterator[str]:
 
 @pytest.fixture
 def ca() -> TestCA:
+    """A fresh CA per test, not the shared one: these tests rotate it."""
     return TestCA()
 
 

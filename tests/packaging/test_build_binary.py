@@ -8,9 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.packaging.conftest import load_tool
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.packaging import load_tool
 
 
 @pytest.fixture(scope="module")

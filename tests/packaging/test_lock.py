@@ -11,9 +11,9 @@ from types import ModuleType
 
 import pytest
 
-from tests.packaging.conftest import load_tool
+from tests.support.packaging import load_tool
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / "build" / "binary" / "wheels"
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from entrypoint._internal import packimport
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("stdlib", "site-packages", "lib")
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from entrypoint._internal.backends import BACKENDS, get
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.backends.spire.evidence import X509Evidence, x509_identity
-from entrypoint._internal.backends.spire.fetch import SpireBackend
+from entrypoint._internal.backends.spire.fetch import SvidFetcher
 from entrypoint._internal.formats.compact import SignatureValue
 from entrypoint._internal.signing import background, is_reserved
 from entrypoint._internal.signing.background import BackgroundSigner
@@ -228,7 +228,7 @@ def test_setup_failure_is_a_signing_error() -> None:
 
 
 def test_spire_backend_without_agent_fails_inside_its_budget() -> None:
-    backend = SpireBackend("unix:///tmp/no-such-agent.sock", budget=0.6, interval=0.1)
+    backend = SvidFetcher("unix:///tmp/no-such-agent.sock", budget=0.6, interval=0.1)
     start = time.monotonic()
     with pytest.raises(SigningError, match=r"failed to fetch SVID: .*: context deadline exceeded"):
         backend.fetch()

@@ -37,11 +37,6 @@ def _spki(key: object) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
 @pytest.mark.parametrize("ca_key", ["ec-p256", "ec-p384", "rsa-2048"])
 @pytest.mark.parametrize("intermediate", [False, True])
 def test_svids_pass_cryptography_client_verification(ca_key: str, intermediate: bool) -> None:

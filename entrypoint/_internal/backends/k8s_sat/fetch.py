@@ -46,7 +46,7 @@ class Pod:
         self.namespace, self.name, self.uid, self.service_account = namespace, name, uid, service_account
 
 
-class SaTokenBackend:
+class TokenFetcher:
     """Fetches a fresh key and a pod-bound token for it with TokenRequest, retrying within a budget."""
 
     name = "oidc-sa-token"
@@ -234,4 +234,4 @@ def _why(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
 
 
-Fetcher = SaTokenBackend  # the name the backend registry looks up
+Fetcher = TokenFetcher  # the name the backend registry looks up

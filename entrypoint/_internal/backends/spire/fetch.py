@@ -15,7 +15,7 @@ from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
 
-class SpireBackend:
+class SvidFetcher:
     """Fetches the default X.509-SVID from a SPIFFE Workload API, retrying as Tekton does."""
 
     name = "spire"
@@ -79,4 +79,4 @@ class SpireBackend:
             close()
 
 
-Fetcher = SpireBackend  # the name the backend registry looks up
+Fetcher = SvidFetcher  # the name the backend registry looks up

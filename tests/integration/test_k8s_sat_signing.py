@@ -2,7 +2,7 @@
 against a real HTTPS Kubernetes API server (KubeAPIServer), then ``entrypoint save-jwks`` and
 ``entrypoint verify`` checking them online (TokenReview) and offline (a JWKS snapshot).
 
-Library-level checks with crafted tokens and messages are in tests/unit/test_sa_token_verify.py.
+Library-level checks with crafted tokens and messages are in tests/unit/test_k8s_sat_verify.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.kube_api import OWN_POD_POLICY
 from entrypoint.verify import KubeJwks, verify_entries
-from tests.conftest import TektonRoot
-from tests.integration.sa_token_support import (
+from tests.support.k8s_sat import (
     ALGS,
     AUDIENCE_PREFIX,
     FORMATS,
@@ -53,7 +52,8 @@ from tests.integration.sa_token_support import (
     verify,
     write_entries,
 )
-from tests.integration.sa_token_support import entrypoint as run_entrypoint
+from tests.support.k8s_sat import entrypoint as run_entrypoint
+from tests.support.tekton import TektonRoot
 
 IDENTITY = f"system:serviceaccount:{NS}:{SA} (pod {POD}, uid {POD_UID})"
 RESULTS = {"commit": "abc123", "platforms": '["linux/amd64","linux/arm64"]', "url": "https://x.example/a"}
@@ -180,7 +180,7 @@ def test_save_jwks_writes_the_issuer_and_keys(tmp_path: Path) -> None:
 
 
 def test_save_jwks_failure_is_one_line(tmp_path: Path) -> None:
-    from tests.integration.sa_token_support import entrypoint
+    from tests.support.k8s_sat import entrypoint
 
     with cluster(tmp_path / "cluster") as c:
         c.server.fail_status = 503

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from entrypoint._internal.backends.k8s_sat.common import config_from_env
 from entrypoint._internal.backends.k8s_sat.evidence import REFRESH_WITHIN as TOKEN_REFRESH_WITHIN
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
-from entrypoint._internal.backends.k8s_sat.fetch import SaTokenBackend
+from entrypoint._internal.backends.k8s_sat.fetch import TokenFetcher
 from entrypoint._internal.backends.k8s_sat.kube import ApiServer, KubeJwks, KubeTrustError
-from entrypoint._internal.backends.spire.fetch import SpireBackend
+from entrypoint._internal.backends.spire.fetch import SvidFetcher
 from entrypoint._internal.signing import failing_signer
 from entrypoint._internal.signing.background import BackgroundSigner
 from entrypoint._internal.signing.errors import SigningError
@@ -124,19 +124,19 @@ def test_a_misconfigured_signer_fails_when_signing_not_before() -> None:
 
 def test_the_token_request_never_goes_out_in_clear_text() -> None:
     with pytest.raises(SigningError, match="must be https"):
-        SaTokenBackend(api="http://10.0.0.1:443")
+        TokenFetcher(api="http://10.0.0.1:443")
 
 
 def test_a_zero_retry_interval_is_clamped() -> None:
-    assert SaTokenBackend(api="https://x", interval=0).interval > 0
-    assert SpireBackend("unix:///nope", interval=0).interval > 0
+    assert TokenFetcher(api="https://x", interval=0).interval > 0
+    assert SvidFetcher("unix:///nope", interval=0).interval > 0
 
 
 @pytest.mark.parametrize("content", ["abc\ndef.ghi.jkl", "secret token with spaces", ""])
 def test_a_token_file_that_is_not_a_jwt_is_refused_without_quoting_it(tmp_path: Path, content: str) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(content)
-    backend = SaTokenBackend(
+    backend = TokenFetcher(
         api="https://127.0.0.1:1", token_file=str(token_file), ca_file=str(tmp_path / "ca.crt"), budget=0.2
     )
     with pytest.raises(SigningError) as err:

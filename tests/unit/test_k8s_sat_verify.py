@@ -2,7 +2,7 @@
 are chosen per test (the layout of a real bound service-account token), messages signed with the project's
 two wire formats, checked offline against the issuer's JWKS and online against a KubeAPIServer.
 
-The same backend through the real processes is in tests/integration/test_sa_token_signing.py.
+The same backend through the real processes is in tests/integration/test_k8s_sat_signing.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CONTAINERS_CONF = REPO / "images" / "containers.conf"
 
 PREFIX = "localhost/signed-entrypoint"

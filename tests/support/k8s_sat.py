@@ -18,7 +18,7 @@ from typing import Any
 
 from entrypoint.termination import RunResult, parse_message
 from entrypoint.testing.kube_api import KubeAPIServer, Pod
-from tests.conftest import TektonRoot, entrypoint_command
+from tests.support.tekton import TektonRoot, entrypoint_command
 
 NS = "builds"
 TASKRUN = "build-1"
