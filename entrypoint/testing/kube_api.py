@@ -13,34 +13,11 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from entrypoint.testing.kube import (
-    ALGORITHMS,
-    JWKS_PATH,
-    MAX_DELAY_SECONDS,
-    OPENID_CONFIG_PATH,
-    OWN_POD_POLICY,
-    OWN_POD_POLICY_AUDIENCE_PREFIX,
-    OWN_POD_POLICY_MESSAGE,
-    TOKEN_REVIEW_PATH,
-    KubeAPIServer,
-    Pod,
-    token_request_path,
-)
+from entrypoint.testing import kube
+from entrypoint.testing.kube import *  # noqa: F403  (this module's old import path re-exports the double)
+from entrypoint.testing.kube import ALGORITHMS, KubeAPIServer
 
-__all__ = [
-    "ALGORITHMS",
-    "JWKS_PATH",
-    "MAX_DELAY_SECONDS",
-    "OPENID_CONFIG_PATH",
-    "OWN_POD_POLICY",
-    "OWN_POD_POLICY_AUDIENCE_PREFIX",
-    "OWN_POD_POLICY_MESSAGE",
-    "TOKEN_REVIEW_PATH",
-    "KubeAPIServer",
-    "Pod",
-    "main",
-    "token_request_path",
-]
+__all__ = [*kube.__all__, "main"]  # noqa: PLE0604
 
 
 def _parse_pod(value: str) -> tuple[str, str, str]:
