@@ -1,4 +1,5 @@
-"""Shared fixtures: a relocatable Tekton root and a way to run the real ``entrypoint`` process."""
+"""Fixtures every suite shares: a relocatable Tekton root, the test CA and what it issues, and a SPIRE
+agent stand-in serving it.  The helpers behind them are in :mod:`tests.support`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.testing.ca import TestCA
+from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.support.tekton import (
-    SPIFFE_ID,
-    TektonRoot,
-)
+from entrypoint.verify import TrustBundle
+from tests.support.pki import SPIFFE_ID, TD
+from tests.support.tekton import TektonRoot
 
 
 @pytest.fixture
@@ -25,19 +25,42 @@ def root(tmp_path: Path) -> TektonRoot:
     return TektonRoot(r)
 
 
-# -- a SPIRE agent stand-in for signed steps ------------------------------------------------------------
+# -- the test CA and a SPIRE agent stand-in for signed steps ---------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def ca() -> TestCA:
     """The test CA of trust domain example.org, one per test module (tests that rotate it make
     their own)."""
-    return TestCA("example.org")
+    return TestCA(TD)
+
+
+@pytest.fixture(scope="module")
+def svid(ca: TestCA) -> Svid:
+    """An X509-SVID of :data:`SPIFFE_ID` from ``ca``, one per test module."""
+    return ca.issue_svid(SPIFFE_ID)
+
+
+@pytest.fixture(scope="module")
+def trust(ca: TestCA) -> TrustBundle:
+    """``ca``'s trust bundle, as a verifier takes it."""
+    return TrustBundle(TD, ca.bundle)
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, ca: TestCA) -> Path:
+    """``ca``'s trust bundle as a PEM file (what ``--trust-bundle`` reads)."""
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(ca.bundle_pem())
+    return path
 
 
 @pytest.fixture
 def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
-    """A real Workload API server issuing SPIFFE_ID from ``ca`` (socket paths must stay short)."""
-    sock_dir = tempfile.mkdtemp(prefix="wl", dir="/tmp")
-    with WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server:
+    """A real Workload API server issuing SPIFFE_ID from ``ca``."""
+    # A short directory: unix socket paths are capped at 107 bytes.
+    with (
+        tempfile.TemporaryDirectory(prefix="wl-", dir="/tmp") as sock_dir,
+        WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server,
+    ):
         yield server

@@ -369,7 +369,7 @@ def oidc_sa_token_budget() -> list[tuple[str, str, str, int, int, int, int, int]
     from entrypoint._internal.signing.identity import Identity
     from entrypoint._internal.signing.tekton_format import TektonFormat
     from entrypoint.termination import MAX_MESSAGE_BYTES, RunResult, encode_message
-    from entrypoint.testing.kube_api import KubeAPIServer
+    from entrypoint.testing.kube import KubeAPIServer
 
     started = RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)
 

@@ -23,14 +23,14 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from entrypoint.testing._serving import Serving
 from entrypoint.testing.ca import CA_KEY_USAGE
 
 # Bounded so that a forgotten knob cannot hang a test run.
@@ -286,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
 Answer = tuple[int, dict[str, Any], str, dict[str, str]]  # status, JSON body, content type, headers
 
 
-class HTTPSDouble:
+class HTTPSDouble(Serving):
     """A test double serving HTTPS on 127.0.0.1; subclasses answer requests in :meth:`handle`.
 
     ``port``: 0 picks a free port, kept across restarts.
@@ -356,18 +356,6 @@ class HTTPSDouble:
         server.server_close()
         if thread is not None:
             thread.join(timeout=IO_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -7,13 +7,11 @@ serves it standalone until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from entrypoint.testing import kube
+from entrypoint.testing._serving import serve_until, stop_on_signals
 from entrypoint.testing.kube import *  # noqa: F403  (this module's old import path re-exports the double)
 from entrypoint.testing.kube import ALGORITHMS, KubeAPIServer
 
@@ -60,13 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     try:
         server = KubeAPIServer(
@@ -84,10 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.in_cluster_dir:
             server.write_in_cluster_files(args.in_cluster_dir, pods[0])
-        print(f"ready {server.url}", flush=True)
-        # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.
-        while not stop.wait(0.5):
-            pass
+        serve_until(stop, server.url)
     finally:
         server.stop()
     return 0

@@ -20,19 +20,18 @@ import argparse
 import contextlib
 import datetime
 import os
-import signal
 import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
-from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import grpc  # grpcio ships no type information
 from spiffe._proto import workload_pb2, workload_pb2_grpc
 
+from entrypoint.testing._serving import Serving, serve_until, stop_on_signals
 from entrypoint.testing.ca import Svid, TestCA
 
 __all__ = ["HEADER_KEY", "HEADER_VALUE", "WorkloadAPIServer", "main"]
@@ -81,7 +80,7 @@ class _Servicer(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
         return self._owner._fetch_jwt_bundles(context)
 
 
-class WorkloadAPIServer:
+class WorkloadAPIServer(Serving):
     """A Workload API on ``socket_path`` that hands out X509-SVIDs for ``spiffe_id`` issued by ``ca``.
 
     ``deny_for``: for that many seconds after :meth:`start`, answer ``PERMISSION_DENIED "no identity
@@ -202,18 +201,6 @@ class WorkloadAPIServer:
         server.stop(_STOP_GRACE_SECONDS).wait()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._socket_path)
-
-    def __enter__(self) -> WorkloadAPIServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _remove_stale_socket(self) -> None:
         # A socket left by a killed run would make the bind fail; anything else at the path is not ours.
@@ -337,13 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle-out", metavar="FILE", help="write the trust bundle PEM here before 'ready'")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     try:
         ca = TestCA(args.trust_domain)
@@ -361,10 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.bundle_out:
             _write_atomically(args.bundle_out, ca.bundle_pem())
-        print(f"ready {server.address}", flush=True)
-        # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.
-        while not stop.wait(0.5):
-            pass
+        serve_until(stop, server.address)
     finally:
         server.stop()
     return 0

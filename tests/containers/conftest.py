@@ -17,11 +17,9 @@ import pytest
 
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.support.containers import (
-    TRUST_DOMAIN,
-    Agent,
-)
+from tests.support.containers import Agent
 from tests.support.paths import REPO
+from tests.support.pki import SPIFFE_ID, TD
 from tests.support.podman import (
     ENTRYPOINT,
     ENTRYPOINT_IMAGE,
@@ -30,7 +28,6 @@ from tests.support.podman import (
     podman,
     podman_env,
 )
-from tests.support.tekton import SPIFFE_ID
 
 DIST_BIN = REPO / "dist" / "bin"
 # A cold build of every image takes ~10 s; a cached one ~3 s.  Tool installation may come first.
@@ -100,7 +97,7 @@ def spire_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     container of a registered TaskRun pod.  Its socket directory is what the SPIFFE CSI driver would
     mount at /spiffe-workload-api.  Rootful podman keeps host uids, so a step running as uid 1000 is
     uid 1000 here: the directory and socket are opened to all users, as the CSI driver's are."""
-    ca = TestCA(TRUST_DOMAIN)
+    ca = TestCA(TD)
     socket_dir = Path(tempfile.mkdtemp(prefix="wlc", dir="/tmp"))  # sun_path is short
     socket_dir.chmod(0o755)
     server = WorkloadAPIServer(str(socket_dir / SPIFFE_SOCKET_NAME), ca, SPIFFE_ID)

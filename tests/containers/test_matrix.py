@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.containers import TASKRUN_REF, TRUST_DOMAIN, Agent
+from tests.support.containers import Agent
+from tests.support.pki import TASKRUN_REF, TD
 from tests.support.podman import (
     ENTRYPOINT,
     SPIFFE_MOUNT,
@@ -132,7 +133,7 @@ def test_step_runs_in_image(
     assert env.get(MARK[0]) == MARK[1], f"the step's environment did not reach its command: {proc.stdout}"
     assert not leaked(env), f"the bundle's environment leaked into the step's command: {leaked(env)}"
 
-    verdict = verify(message, TASKRUN_REF, TRUST_DOMAIN, spire_agent.bundle)
+    verdict = verify(message, TASKRUN_REF, TD, spire_agent.bundle)
     if not signed:
         assert "SVID" not in keys_of(message)
         assert verdict.returncode == 1, f"an unsigned message verified:\n{verdict.stdout}{verdict.stderr}"
@@ -142,7 +143,7 @@ def test_step_runs_in_image(
     forged = verify(
         tampered_copy(message, RESULT, "forged", tmp_path / "forged"),
         TASKRUN_REF,
-        TRUST_DOMAIN,
+        TD,
         spire_agent.bundle,
     )
     assert forged.returncode == 1, f"a tampered message verified:\n{forged.stdout}{forged.stderr}"

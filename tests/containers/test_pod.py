@@ -34,7 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.support.containers import TASKRUN_REF, TRUST_DOMAIN, Agent
+from tests.support.containers import Agent
+from tests.support.pki import TASKRUN, TASKRUN_REF, TD
 from tests.support.podman import (
     ENTRYPOINT,
     ENTRYPOINT_IMAGE,
@@ -47,7 +48,6 @@ from tests.support.podman import (
     tampered_copy,
     verify,
 )
-from tests.support.tekton import TASKRUN
 
 RESULTS = ["from-debian", "from-musl", "from-static"]
 STEP_RESULT = "digest"
@@ -254,7 +254,7 @@ def test_taskrun_pod(spire_agent: Agent, tekton_bin: Path, tmp_path: Path) -> No
         assert dict(list(expected.items())[: i + 1]).items() <= found.items(), message.read_text()
         assert found.items() <= expected.items(), message.read_text()
         assert "SVID" in keys_of(message), f"step-{step} did not sign: {message.read_text()}"
-        verdict = verify(message, TASKRUN_REF, TRUST_DOMAIN, spire_agent.bundle)
+        verdict = verify(message, TASKRUN_REF, TD, spire_agent.bundle)
         assert verdict.returncode == 0, f"step-{step}: {verdict.stdout}{verdict.stderr}"
         entries = json.loads(message.read_text())
         started += [
@@ -267,5 +267,5 @@ def test_taskrun_pod(spire_agent: Agent, tekton_bin: Path, tmp_path: Path) -> No
     assert started == sorted(started), f"steps started out of order: {started}"
 
     forged = tampered_copy(host / "termination-c", "from-debian", "evil", tmp_path / "forged")
-    verdict = verify(forged, TASKRUN_REF, TRUST_DOMAIN, spire_agent.bundle)
+    verdict = verify(forged, TASKRUN_REF, TD, spire_agent.bundle)
     assert verdict.returncode == 1, f"a tampered message verified: {verdict.stdout}{verdict.stderr}"

@@ -13,7 +13,8 @@ from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle, Verdict, verify_entries, verify_message
 from tests.support.paths import REPO
-from tests.support.tekton import NS, TASKRUN, TektonRoot
+from tests.support.pki import NS, TASKRUN
+from tests.support.tekton import TektonRoot
 
 
 def sh(script: str) -> list[str]:

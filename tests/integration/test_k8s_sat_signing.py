@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from entrypoint._internal.formats.compact import SignatureValue
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
-from entrypoint.testing.kube_api import OWN_POD_POLICY
+from entrypoint.testing.kube import OWN_POD_POLICY
 from entrypoint.verify import KubeJwks, verify_entries
 from tests.support.k8s_sat import (
     ALGS,
@@ -180,11 +180,9 @@ def test_save_jwks_writes_the_issuer_and_keys(tmp_path: Path) -> None:
 
 
 def test_save_jwks_failure_is_one_line(tmp_path: Path) -> None:
-    from tests.support.k8s_sat import entrypoint
-
     with cluster(tmp_path / "cluster") as c:
         c.server.fail_status = 503
-        p = entrypoint("save-jwks", *c.kube_args(), "-o", str(tmp_path / "snap.json"))
+        p = run_entrypoint("save-jwks", *c.kube_args(), "-o", str(tmp_path / "snap.json"))
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and "HTTP 503" in p.stderr
     assert not (tmp_path / "snap.json").exists()

@@ -11,7 +11,6 @@ import queue
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from entrypoint.testing.kube_api import (
+from entrypoint.testing.kube import (
     JWKS_PATH,
     MAX_DELAY_SECONDS,
     OPENID_CONFIG_PATH,
@@ -35,6 +34,7 @@ from entrypoint.testing.kube_api import (
     Pod,
     token_request_path,
 )
+from tests.support import doubles
 
 NS = "tekton-pipelines-tests"
 SA = "signer"
@@ -42,7 +42,7 @@ POD = "taskrun-example-pod"
 POD_UID = "0d8b260e-5e0a-4d1c-9a53-1d2c3b4a5f60"
 AUDIENCE = "tekton-results:example"
 TIMEOUT = 5.0
-RUNNER = [sys.executable, "-m", "entrypoint.testing.kube_api"]
+RUNNER = "entrypoint.testing.kube_api"
 
 
 @pytest.fixture(params=["RS256", "ES256"])
@@ -955,28 +955,12 @@ def test_repr_never_shows_key_material(rs256_server: KubeAPIServer) -> None:
 # -- the module runner ---------------------------------------------------------------------------------
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    return lines.get(timeout=timeout)
-
-
 @contextlib.contextmanager
 def _runner(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The module runner with ``args``, once it has printed ``ready <url>``; killed if still up."""
-    proc = subprocess.Popen([*RUNNER, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = _read_line(proc, timeout=30)
-        assert line.startswith("ready https://127.0.0.1:")
-        yield proc, line.split()[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+    with doubles.serving(RUNNER, *args) as (proc, url):
+        assert url.startswith("https://127.0.0.1:")
+        yield proc, url
 
 
 @pytest.mark.slow
@@ -1020,13 +1004,7 @@ def test_module_runner_own_pod_tokens_only(tmp_path: Path) -> None:
 
 
 def test_module_runner_rejects_a_malformed_pod() -> None:
-    result = subprocess.run(
-        [*RUNNER, "--pod", "only/two", "--service-account", SA],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = doubles.run(RUNNER, "--pod", "only/two", "--service-account", SA)
     assert result.returncode == 2
     assert "NAMESPACE/NAME/UID" in result.stderr
     assert "ready" not in result.stdout

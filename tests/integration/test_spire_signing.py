@@ -17,7 +17,8 @@ from entrypoint.termination import RunResult, parse_message
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle, Verdict, verify_entries, verify_message
-from tests.support.tekton import NS, SPIFFE_ID, TASKRUN, TektonRoot
+from tests.support.pki import NS, SPIFFE_ID, TASKRUN
+from tests.support.tekton import TektonRoot
 
 FAST = ["-signing_timeout", "3s", "-signing_retry_interval", "100ms"]
 

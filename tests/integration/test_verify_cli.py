@@ -5,33 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from entrypoint.termination import RunResult
-from entrypoint.testing.ca import TestCA
+from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.support.tekton_signer import FOO_BAR, NS, TD, TR, message, replace, sign_svid, spiffe_id
+from tests.support.messages import message
+from tests.support.pki import NS, TASKRUN_REF, TD, spiffe_id
+from tests.support.tekton_signer import FOO_BAR, replace, sign_svid
 from tests.support.verify_cli import (
     VERDICT_JSON_KEYS,
     run,
 )
 
-TASKRUN = f"{NS}/{TR}"
-
 
 @pytest.fixture(scope="module")
-def signed(ca: TestCA) -> list[RunResult]:
-    return sign_svid([*FOO_BAR, RunResult("StartedAt", "t", 3)], ca.issue_svid(spiffe_id()))
-
-
-@pytest.fixture
-def bundle(tmp_path: Path, ca: TestCA) -> Path:
-    path = tmp_path / "bundle.pem"
-    path.write_bytes(ca.bundle_pem())
-    return path
+def signed(svid: Svid) -> list[RunResult]:
+    return sign_svid([*FOO_BAR, RunResult("StartedAt", "t", 3)], svid)
 
 
 def write(tmp_path: Path, entries: list[RunResult], compressed: bool = False) -> Path:
@@ -40,8 +32,12 @@ def write(tmp_path: Path, entries: list[RunResult], compressed: bool = False) ->
     return path
 
 
+def taskrun(td: str = TD) -> list[str]:
+    return ["--taskrun", TASKRUN_REF, "--trust-domain", td]
+
+
 def base(bundle: Path) -> list[str]:
-    return ["--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", str(bundle)]
+    return [*taskrun(), "--trust-bundle", str(bundle)]
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -132,7 +128,7 @@ def test_at_verifies_an_expired_svid(tmp_path: Path, bundle: Path, ca: TestCA) -
 
 
 def test_no_chain_warns_and_still_checks_signatures(tmp_path: Path, signed: list[RunResult]) -> None:
-    common = ["--taskrun", TASKRUN, "--trust-domain", TD, "--no-chain"]
+    common = [*taskrun(), "--no-chain"]
     ok = run(*common, str(write(tmp_path, signed)))
     assert ok.returncode == 0, ok.stdout
     assert ok.stderr.startswith("WARNING: --no-chain")
@@ -146,40 +142,20 @@ def test_no_chain_warns_and_still_checks_signatures(tmp_path: Path, signed: list
 def test_untrusted_ca_exits_1(tmp_path: Path, signed: list[RunResult]) -> None:
     other = tmp_path / "other.pem"
     other.write_bytes(TestCA(TD).bundle_pem())
-    p = run(
-        "--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", str(other), str(write(tmp_path, signed))
-    )
+    p = run(*taskrun(), "--trust-bundle", str(other), str(write(tmp_path, signed)))
     assert p.returncode == 1
     assert p.stdout.startswith("NOT VERIFIED ChainUntrusted: ")
 
 
 def test_missing_trust_bundle_is_unavailable_trust(tmp_path: Path, signed: list[RunResult]) -> None:
     missing = tmp_path / "nope.pem"
-    p = run(
-        "--taskrun",
-        TASKRUN,
-        "--trust-domain",
-        TD,
-        "--trust-bundle",
-        str(missing),
-        str(write(tmp_path, signed)),
-    )
+    p = run(*taskrun(), "--trust-bundle", str(missing), str(write(tmp_path, signed)))
     assert p.returncode == 1
     assert p.stdout.startswith(f"NOT VERIFIED TrustUnavailable: trust bundle {missing}: cannot read")
 
 
-@pytest.fixture
-def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
-    # A short directory: unix socket paths are capped at 107 bytes.
-    with (
-        tempfile.TemporaryDirectory(prefix="wl-", dir="/tmp") as d,
-        WorkloadAPIServer(f"{d}/agent.sock", ca, spiffe_id()) as server,
-    ):
-        yield server
-
-
 def test_spire_socket(tmp_path: Path, agent: WorkloadAPIServer, signed: list[RunResult]) -> None:
-    args = ["--taskrun", TASKRUN, "--trust-domain", TD, "--spire-socket", agent.address]
+    args = [*taskrun(), "--spire-socket", agent.address]
     p = run(*args, str(write(tmp_path, signed)))
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.startswith(f"VERIFIED tekton {spiffe_id()}")
@@ -193,15 +169,7 @@ def test_spire_socket_after_rotation_exits_1(tmp_path: Path, signed: list[RunRes
         tempfile.TemporaryDirectory(prefix="wl-", dir="/tmp") as d,
         WorkloadAPIServer(f"{d}/agent.sock", rotating, spiffe_id()) as server,
     ):
-        p = run(
-            "--taskrun",
-            TASKRUN,
-            "--trust-domain",
-            TD,
-            "--spire-socket",
-            server.address,
-            str(write(tmp_path, entries)),
-        )
+        p = run(*taskrun(), "--spire-socket", server.address, str(write(tmp_path, entries)))
     assert p.returncode == 1
     assert p.stdout.startswith("NOT VERIFIED ChainUntrusted: ")
 
@@ -209,15 +177,7 @@ def test_spire_socket_after_rotation_exits_1(tmp_path: Path, signed: list[RunRes
 def test_spire_socket_without_the_trust_domain_exits_1(
     tmp_path: Path, agent: WorkloadAPIServer, signed: list[RunResult]
 ) -> None:
-    p = run(
-        "--taskrun",
-        TASKRUN,
-        "--trust-domain",
-        "other.org",
-        "--spire-socket",
-        agent.address,
-        str(write(tmp_path, signed)),
-    )
+    p = run(*taskrun("other.org"), "--spire-socket", agent.address, str(write(tmp_path, signed)))
     assert p.returncode == 1
     assert p.stdout.startswith(
         f"NOT VERIFIED TrustUnavailable: workload API {agent.address}: no X.509 bundle"
@@ -226,9 +186,7 @@ def test_spire_socket_without_the_trust_domain_exits_1(
 
 def test_spire_socket_absent_exits_1(tmp_path: Path, signed: list[RunResult]) -> None:
     address = f"unix://{tmp_path}/absent.sock"
-    p = run(
-        "--taskrun", TASKRUN, "--trust-domain", TD, "--spire-socket", address, str(write(tmp_path, signed))
-    )
+    p = run(*taskrun(), "--spire-socket", address, str(write(tmp_path, signed)))
     assert p.returncode == 1
     assert p.stdout.startswith(f"NOT VERIFIED TrustUnavailable: workload API {address}")
 
@@ -239,15 +197,18 @@ def test_spire_socket_absent_exits_1(tmp_path: Path, signed: list[RunResult]) ->
         (["--taskrun", "no-slash", "--trust-domain", TD, "--trust-bundle", "B", "M"], "--taskrun 'no-slash'"),
         (["--taskrun", "a/b/c", "--trust-domain", TD, "--trust-bundle", "B", "M"], "expected NAMESPACE/NAME"),
         (["--taskrun", "/b", "--trust-domain", TD, "--trust-bundle", "B", "M"], "expected NAMESPACE/NAME"),
-        (["--taskrun", TASKRUN, "--trust-domain", "Bad/TD", "--trust-bundle", "B", "M"], "--trust-domain"),
         (
-            ["--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", "B", "--at", "yesterday", "M"],
+            ["--taskrun", TASKRUN_REF, "--trust-domain", "Bad/TD", "--trust-bundle", "B", "M"],
+            "--trust-domain",
+        ),
+        (
+            ["--taskrun", TASKRUN_REF, "--trust-domain", TD, "--trust-bundle", "B", "--at", "yesterday", "M"],
             "--at",
         ),
         (
             [
                 "--taskrun",
-                TASKRUN,
+                TASKRUN_REF,
                 "--trust-domain",
                 TD,
                 "--trust-bundle",
@@ -259,16 +220,19 @@ def test_spire_socket_absent_exits_1(tmp_path: Path, signed: list[RunResult]) ->
             "needs an offset",
         ),
         (
-            ["--taskrun", TASKRUN, "--trust-domain", TD, "M"],
+            ["--taskrun", TASKRUN_REF, "--trust-domain", TD, "M"],
             "--trust-domain needs one of --trust-bundle or --spire-socket",
         ),
-        (["--taskrun", TASKRUN, "M"], "no trust given"),
-        (["--taskrun", TASKRUN, "--trust-bundle", "B", "M"], "need --trust-domain"),
-        (["--taskrun", TASKRUN, "--jwks", "J", "--kube-api", "https://x", "M"], "not allowed with argument"),
+        (["--taskrun", TASKRUN_REF, "M"], "no trust given"),
+        (["--taskrun", TASKRUN_REF, "--trust-bundle", "B", "M"], "need --trust-domain"),
+        (
+            ["--taskrun", TASKRUN_REF, "--jwks", "J", "--kube-api", "https://x", "M"],
+            "not allowed with argument",
+        ),
         (
             [
                 "--taskrun",
-                TASKRUN,
+                TASKRUN_REF,
                 "--trust-domain",
                 TD,
                 "--trust-bundle",
@@ -280,8 +244,11 @@ def test_spire_socket_absent_exits_1(tmp_path: Path, signed: list[RunResult]) ->
             "not allowed with argument",
         ),
         (["--trust-domain", TD, "--trust-bundle", "B", "M"], "--taskrun"),
-        (["--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", "B"], "MESSAGE"),
-        (["--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", "B", "--bogus", "M"], "unrecognized"),
+        (["--taskrun", TASKRUN_REF, "--trust-domain", TD, "--trust-bundle", "B"], "MESSAGE"),
+        (
+            ["--taskrun", TASKRUN_REF, "--trust-domain", TD, "--trust-bundle", "B", "--bogus", "M"],
+            "unrecognized",
+        ),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], error: str) -> None:

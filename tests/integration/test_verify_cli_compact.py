@@ -10,22 +10,10 @@ import pytest
 
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
-from tests.support.compact_signer import NS, RESULTS, TD, TR, message, replace, sign, spiffe_id
+from tests.support.compact_signer import RESULTS, replace, sign
+from tests.support.messages import message
+from tests.support.pki import TASKRUN_REF, TD, spiffe_id
 from tests.support.verify_cli import VERDICT_JSON_KEYS, run
-
-TASKRUN = f"{NS}/{TR}"
-
-
-@pytest.fixture(scope="module")
-def svid(ca: TestCA) -> Svid:
-    return ca.issue_svid(spiffe_id())
-
-
-@pytest.fixture
-def bundle(tmp_path: Path, ca: TestCA) -> Path:
-    path = tmp_path / "bundle.pem"
-    path.write_bytes(ca.bundle_pem())
-    return path
 
 
 def write(tmp_path: Path, name: str, entries: list[RunResult], compressed: bool = False) -> Path:
@@ -35,7 +23,7 @@ def write(tmp_path: Path, name: str, entries: list[RunResult], compressed: bool 
 
 
 def base(bundle: Path) -> list[str]:
-    return ["--taskrun", TASKRUN, "--trust-domain", TD, "--trust-bundle", str(bundle)]
+    return ["--taskrun", TASKRUN_REF, "--trust-domain", TD, "--trust-bundle", str(bundle)]
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import os
 import queue
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,11 +27,12 @@ from spiffe.workloadapi.errors import FetchX509BundleError, FetchX509SvidError
 from entrypoint.testing import workload_api
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
+from tests.support import doubles
 
 ID = "spiffe://example.org/ns/foo/taskrun/taskrun-example"
 TD = TrustDomain("example.org")
 TIMEOUT = 5.0
-RUNNER = [sys.executable, "-m", "entrypoint.testing.workload_api"]
+RUNNER = "entrypoint.testing.workload_api"
 
 
 @pytest.fixture
@@ -342,38 +341,13 @@ def test_a_non_socket_at_the_path_is_not_clobbered(sock_dir: str, ca: TestCA) ->
         assert f.read() == "keep me"
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    return lines.get(timeout=timeout)
-
-
 @pytest.mark.slow
 def test_module_runner_prints_ready_and_serves(sock_dir: str) -> None:
     sock = os.path.join(sock_dir, "agent.sock")
     bundle_out = os.path.join(sock_dir, "bundle.pem")
-    proc = subprocess.Popen(
-        [
-            *RUNNER,
-            "--socket",
-            sock,
-            "--trust-domain",
-            "example.org",
-            "--spiffe-id",
-            ID,
-            "--svid-ttl",
-            "600",
-            "--bundle-out",
-            bundle_out,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert _read_line(proc, timeout=30) == f"ready unix://{sock}\n"
+    args = ["--socket", sock, "--trust-domain", "example.org", "--spiffe-id", ID, "--svid-ttl", "600"]
+    with doubles.serving(RUNNER, *args, "--bundle-out", bundle_out) as (proc, address):
+        assert address == f"unix://{sock}"
         roots = x509.load_pem_x509_certificates(Path(bundle_out).read_bytes())
         client = WorkloadApiClient(socket_path=f"unix://{sock}", default_timeout=TIMEOUT)
         svid = client.fetch_x509_svid()
@@ -388,47 +362,21 @@ def test_module_runner_prints_ready_and_serves(sock_dir: str) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert not os.path.exists(sock)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 @pytest.mark.slow
 def test_module_runner_honours_deny_for_and_sigint(sock_dir: str) -> None:
     sock = os.path.join(sock_dir, "agent.sock")
-    proc = subprocess.Popen(
-        [*RUNNER, "--socket", sock, "--spiffe-id", ID, "--deny-for", "30"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert _read_line(proc, timeout=30).startswith("ready unix://")
+    with doubles.serving(RUNNER, "--socket", sock, "--spiffe-id", ID, "--deny-for", "30") as (proc, address):
+        assert address.startswith("unix://")
         err = _rpc_error(f"unix://{sock}")
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def test_module_runner_reports_a_bad_socket_path() -> None:
-    result = subprocess.run(
-        [*RUNNER, "--socket", "/tmp/" + "x" * 120, "--spiffe-id", ID],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = doubles.run(RUNNER, "--socket", "/tmp/" + "x" * 120, "--spiffe-id", ID)
     assert result.returncode == 2
     assert "107-byte" in result.stderr
     assert "ready" not in result.stdout

@@ -17,7 +17,8 @@ from entrypoint._internal.step.selfexec import RUNTIME_DIR
 from entrypoint.testing.ca import TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.support.packaging import Installed, base_env, init_copy, require_root, tree
-from tests.support.tekton import NS, ROOT_ENV, SPIFFE_ID, TASKRUN, TektonRoot
+from tests.support.pki import NS, SPIFFE_ID, TASKRUN
+from tests.support.tekton import ROOT_ENV, TektonRoot
 
 GO_ENTRYPOINT_BYTES = 66.5e6  # Tekton's default (SPIRE-enabled) Go build: the size to stay under
 

@@ -1,1 +1,4 @@
-"""Fixtures and helpers shared by the test suites: the one place test modules import from."""
+"""Helpers shared by the test suites, one module a topic; the fixtures built on them are in tests/conftest.py.
+
+The one place test modules import from: no test module imports another.
+"""

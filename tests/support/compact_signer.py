@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,18 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid
-
-TD = "example.org"
-
-
-NS = "foo"
-
-
-TR = "taskrun-example"
-
-
-def spiffe_id(name: str = TR, namespace: str = NS, td: str = TD) -> str:
-    return f"spiffe://{td}/ns/{namespace}/taskrun/{name}"
 
 
 def b64u(data: bytes) -> str:
@@ -129,16 +115,6 @@ def sign_parts(
 def sign(entries: Sequence[RunResult], svid: Svid, **kw: Any) -> list[RunResult]:
     """The entries followed by the SIGNATURE entry (§2)."""
     return [*entries, RunResult("SIGNATURE", sign_parts(entries, svid, **kw).value(), 1)]
-
-
-def message(entries: Sequence[RunResult], *, compressed: bool = False) -> str:
-    """A termination message as JSON, optionally ``tknz:`` + unpadded base64 of raw DEFLATE."""
-    objs = [{"key": e.key, "value": e.value, **({"type": e.type} if e.type else {})} for e in entries]
-    text = json.dumps(objs, separators=(",", ":"), ensure_ascii=False)
-    if not compressed:
-        return text
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return "tknz:" + base64.b64encode(deflate.compress(text.encode()) + deflate.flush()).decode().rstrip("=")
 
 
 RESULTS = [

@@ -1,4 +1,4 @@
-"""What the container tests share: the TaskRun they run as and the SPIRE agent stand-in they mount."""
+"""The SPIRE agent stand-in the container tests mount (they run as :data:`tests.support.pki.SPIFFE_ID`)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entrypoint.testing.workload_api import WorkloadAPIServer
-from tests.support.tekton import NS, TASKRUN
-
-TRUST_DOMAIN = "example.org"
-
-
-TASKRUN_REF = f"{NS}/{TASKRUN}"
 
 
 @dataclass

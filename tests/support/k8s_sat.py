@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.termination import RunResult, parse_message
-from entrypoint.testing.kube_api import KubeAPIServer, Pod
+from entrypoint.testing.kube import KubeAPIServer, Pod
 from tests.support.tekton import TektonRoot, entrypoint_command
 
 NS = "builds"

@@ -94,9 +94,3 @@ class TektonRoot:
             stderr=subprocess.PIPE,
             text=True,
         )
-
-
-NS, TASKRUN = "foo", "taskrun-example"
-
-
-SPIFFE_ID = f"spiffe://example.org/ns/{NS}/taskrun/{TASKRUN}"

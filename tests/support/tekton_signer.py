@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,14 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid
-
-TD = "example.org"
-
-
-NS = "foo"
-
-
-TR = "taskrun-example"
 
 
 def canonical(raw: str) -> str:
@@ -83,21 +74,6 @@ def sign(entries: Sequence[RunResult], key: Any, svid_pem: str) -> list[RunResul
 def sign_svid(entries: Sequence[RunResult], svid: Svid, *, with_chain: bool = False) -> list[RunResult]:
     text = "".join(pem(c) for c in svid.chain) if with_chain else pem(svid.leaf)
     return sign(entries, svid.key, text)
-
-
-def message(entries: Sequence[RunResult], *, compressed: bool = False) -> str:
-    """The termination message as JSON (§5.2), optionally ``tknz:`` raw DEFLATE (§6.4)."""
-    objs = [{"key": e.key, "value": e.value, **({"type": e.type} if e.type else {})} for e in entries]
-    text = json.dumps(objs, separators=(",", ":"))
-    if not compressed:
-        return text
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    raw = deflate.compress(text.encode()) + deflate.flush()
-    return "tknz:" + base64.b64encode(raw).decode().rstrip("=")
-
-
-def spiffe_id(name: str = TR, namespace: str = NS, td: str = TD) -> str:
-    return f"spiffe://{td}/ns/{namespace}/taskrun/{name}"
 
 
 def keys(results: Sequence[RunResult]) -> list[str]:

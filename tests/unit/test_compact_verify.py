@@ -23,36 +23,13 @@ from entrypoint._internal.formats import compact as codec
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.verify import Reason, TrustBundle, Verdict, verify_entries, verify_message
-from tests.support.compact_signer import (
-    NS,
-    RESULTS,
-    TD,
-    TR,
-    Parts,
-    b64u,
-    message,
-    replace,
-    sign,
-    sign_parts,
-    spiffe_id,
-    statement_bytes,
-)
+from tests.support.compact_signer import RESULTS, Parts, b64u, replace, sign, sign_parts, statement_bytes
+from tests.support.messages import message
 from tests.support.paths import REPO
-
-# -- an independent cs1 signer (docs/compact-format.md §3-§5) ---------------------------------------
-
+from tests.support.pki import NS, TASKRUN, TD, spiffe_id
+from tests.support.tekton_signer import sign_svid
 
 # -- fixtures and helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trust(ca: TestCA) -> TrustBundle:
-    return TrustBundle(TD, ca.bundle)
-
-
-@pytest.fixture(scope="module")
-def svid(ca: TestCA) -> Svid:
-    return ca.issue_svid(spiffe_id())
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +37,9 @@ def signed(svid: Svid) -> list[RunResult]:
     return sign(RESULTS, svid)
 
 
-def check(entries: Sequence[RunResult], trust: TrustBundle | None, *, name: str = TR, **kw: Any) -> Verdict:
+def check(
+    entries: Sequence[RunResult], trust: TrustBundle | None, *, name: str = TASKRUN, **kw: Any
+) -> Verdict:
     return verify_message(message(entries), namespace=NS, name=name, trust=trust, **kw)
 
 
@@ -181,7 +160,7 @@ def test_leaf_without_its_intermediate_is_untrusted(ca: TestCA, trust: TrustBund
 def test_compressed_message_verifies(signed: list[RunResult], trust: TrustBundle) -> None:
     text = message(signed, compressed=True)
     assert text.startswith("tknz:")
-    v = verify_message(text, namespace=NS, name=TR, trust=trust)
+    v = verify_message(text, namespace=NS, name=TASKRUN, trust=trust)
     assert v.verified, v.message
     assert v.format == "compact"
 
@@ -198,12 +177,12 @@ def test_a_message_without_a_step_verifies_without_an_expected_step(svid: Svid, 
 
 
 def test_results_verified_as_entries_in_any_order(signed: list[RunResult], trust: TrustBundle) -> None:
-    v = verify_entries(list(reversed(signed)), namespace=NS, name=TR, trust=trust)
+    v = verify_entries(list(reversed(signed)), namespace=NS, name=TASKRUN, trust=trust)
     assert v.verified, v.message
 
 
 def test_all_zero_entries_do_not_count(signed: list[RunResult], trust: TrustBundle) -> None:
-    v = verify_entries([RunResult("", ""), *signed], namespace=NS, name=TR, trust=trust)
+    v = verify_entries([RunResult("", ""), *signed], namespace=NS, name=TASKRUN, trust=trust)
     assert v.verified, v.message
 
 
@@ -329,7 +308,7 @@ def test_svid_of_a_foreign_trust_domain_fails(ca: TestCA, trust: TrustBundle) ->
 
 
 @pytest.mark.parametrize(
-    "uris", [[], [spiffe_id(), spiffe_id(name="x")], ["https://example.org/ns/foo/taskrun/" + TR]]
+    "uris", [[], [spiffe_id(), spiffe_id(name="x")], ["https://example.org/ns/foo/taskrun/" + TASKRUN]]
 )
 def test_svid_without_exactly_one_spiffe_uri_fails(ca: TestCA, trust: TrustBundle, uris: list[str]) -> None:
     rejected(check(sign(RESULTS, ca.issue_svid(spiffe_id(), uri_sans=uris)), trust), Reason.IDENTITY_MISMATCH)
@@ -471,7 +450,7 @@ def test_algorithm_not_fitting_other_keys_is_unsupported(
 
 def test_two_signature_entries_are_invalid(signed: list[RunResult], trust: TrustBundle) -> None:
     sig = next(e for e in signed if e.key == "SIGNATURE")
-    v = verify_entries([*signed, sig], namespace=NS, name=TR, trust=trust)
+    v = verify_entries([*signed, sig], namespace=NS, name=TASKRUN, trust=trust)
     rejected(v, Reason.MESSAGE_INVALID)
 
 
@@ -554,7 +533,7 @@ def test_expected_step_must_be_a_decimal_index(
     with pytest.raises(ValueError, match="step"):
         check(signed, trust, step=step)
     with pytest.raises(ValueError, match="step"):
-        verify_entries(signed, namespace=NS, name=TR, trust=trust, step=step)
+        verify_entries(signed, namespace=NS, name=TASKRUN, trust=trust, step=step)
 
 
 def test_companions_must_not_be_a_single_string(signed: list[RunResult], trust: TrustBundle) -> None:
@@ -563,8 +542,6 @@ def test_companions_must_not_be_a_single_string(signed: list[RunResult], trust: 
 
 
 def test_tekton_messages_cannot_satisfy_a_step_check(svid: Svid, trust: TrustBundle) -> None:
-    from tests.support.tekton_signer import sign_svid
-
     entries = sign_svid([RunResult("foo", "bar", 1)], svid)
     assert check(entries, trust, companions=["x"]).verified  # companions are simply unused
     # Asked to check the step, a format that cannot bind it fails closed.

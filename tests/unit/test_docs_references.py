@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CONTRACT = "docs/contract.md"
 SCANNED = ("entrypoint", "tools", "tests")
 SECTION_SIGN = "\N{SECTION SIGN}"
@@ -87,9 +88,9 @@ def _document_of(marker: re.Match[str]) -> str:
 
 def _repository_document(name: str) -> str:
     """The repository path a document name means ("compact-format.md" is docs/compact-format.md)."""
-    if (ROOT / name).is_file() or "/" in name:
+    if (REPO / name).is_file() or "/" in name:
         return name
-    return f"docs/{name}" if (ROOT / "docs" / name).is_file() else name
+    return f"docs/{name}" if (REPO / "docs" / name).is_file() else name
 
 
 def _cited_document(line: str, start: int, end: int) -> str:
@@ -137,13 +138,13 @@ def references_in_line(path: str, number: int, line: str) -> list[Reference]:
 
 
 def scanned_files() -> list[Path]:
-    return sorted(p for top in SCANNED for p in (ROOT / top).rglob("*.py") if "__pycache__" not in p.parts)
+    return sorted(p for top in SCANNED for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts)
 
 
 def all_references() -> list[Reference]:
     found: list[Reference] = []
     for file in scanned_files():
-        relative = file.relative_to(ROOT).as_posix()
+        relative = file.relative_to(REPO).as_posix()
         for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
             if SECTION_SIGN in line or "Appendix" in line:
                 found += references_in_line(relative, number, line)
@@ -181,7 +182,7 @@ def parse_sections(markdown: str) -> dict[str, Section]:
 
 @cache
 def sections_of(document: str) -> dict[str, Section] | None:
-    path = ROOT / document
+    path = REPO / document
     return parse_sections(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -205,7 +206,7 @@ def problem(ref: Reference) -> str | None:
 
 
 def test_every_section_reference_resolves() -> None:
-    assert (ROOT / CONTRACT).is_file(), f"{CONTRACT} is missing"
+    assert (REPO / CONTRACT).is_file(), f"{CONTRACT} is missing"
     unresolved = [
         f"{ref.path}:{ref.line}: {ref.text!r}: {reason}"
         for ref in all_references()

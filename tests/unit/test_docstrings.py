@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "entrypoint"
+from tests.support.paths import PACKAGE
 
 
 def test_every_public_class_has_a_docstring() -> None:

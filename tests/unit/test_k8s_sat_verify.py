@@ -28,7 +28,7 @@ from entrypoint._internal.formats.compact import SignatureValue, b64url
 from entrypoint._internal.signing.compact_format import CompactFormat
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint.termination import RunResult
-from entrypoint.testing.kube_api import KubeAPIServer
+from entrypoint.testing.kube import KubeAPIServer
 from entrypoint.verify import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError, Verdict, verify_entries
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -27,6 +27,7 @@ from entrypoint.termination import (
     parse_message,
     write_message,
 )
+from tests.support.messages import raw_deflate, tknz
 
 TOO_LONG = "Termination message is above max allowed size 4096, caused by large task result."
 STARTED_AT = RunResult("StartedAt", "2026-08-20T11:42:35.123Z", ResultType.INTERNAL)
@@ -37,15 +38,6 @@ def digests(n: int) -> list[RunResult]:
         RunResult(f"image-{i}-digest", "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(), 1)
         for i in range(n)
     ]
-
-
-def raw_deflate(data: bytes, level: int = 9) -> bytes:
-    c = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return c.compress(data) + c.flush()
-
-
-def tknz(data: bytes, level: int = 9) -> str:
-    return "tknz:" + base64.b64encode(raw_deflate(data, level)).decode().rstrip("=")
 
 
 class Log:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,38 +33,14 @@ from entrypoint.verify import (
     verify_entries,
     verify_message,
 )
-from tests.support.tekton_signer import (
-    FOO_BAR,
-    NS,
-    TD,
-    TR,
-    b64sig,
-    keys,
-    message,
-    pem,
-    replace,
-    sign,
-    sign_svid,
-    spiffe_id,
-)
+from tests.support.messages import message
+from tests.support.pki import NS, TASKRUN, TD, spiffe_id
+from tests.support.tekton_signer import FOO_BAR, b64sig, keys, pem, replace, sign, sign_svid
 
-# -- an independent signer (spec §5.3, §7.4-7.6) ---------------------------------------------------
+# -- helpers ----------------------------------------------------------------------------------------
 
 
-# -- fixtures ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trust(ca: TestCA) -> TrustBundle:
-    return TrustBundle(TD, ca.bundle)
-
-
-@pytest.fixture(scope="module")
-def svid(ca: TestCA) -> Svid:
-    return ca.issue_svid(spiffe_id())
-
-
-def check(entries: Sequence[RunResult], trust: TrustBundle | None, name: str = TR, **kw: Any) -> Verdict:
+def check(entries: Sequence[RunResult], trust: TrustBundle | None, name: str = TASKRUN, **kw: Any) -> Verdict:
     return verify_entries(entries, namespace=NS, name=name, trust=trust, **kw)
 
 
@@ -155,7 +130,7 @@ def test_appending_an_untyped_entry_still_verifies(signed: list[RunResult], trus
     verdict = check([*signed, extra], trust)
     assert verdict.verified, verdict.message
     assert extra in verdict.unsigned and extra not in verdict.results
-    assert verify_message(message([*signed, extra]), namespace=NS, name=TR, trust=trust).verified
+    assert verify_message(message([*signed, extra]), namespace=NS, name=TASKRUN, trust=trust).verified
 
 
 def other_svid(ca: TestCA) -> str:
@@ -224,7 +199,7 @@ def test_tampering_fails_with_its_reason(
     tampered = tamper(list(signed), ca)
     for verdict in (
         check(tampered, trust),
-        verify_message(message(tampered), namespace=NS, name=TR, trust=trust),
+        verify_message(message(tampered), namespace=NS, name=TASKRUN, trust=trust),
     ):
         assert not verdict.verified
         assert verdict.reason == reason, verdict.message
@@ -342,7 +317,7 @@ def test_wrong_namespace_fails(ca: TestCA, trust: TrustBundle) -> None:
 def test_non_spiffe_scheme_fails_although_tekton_accepts_it(
     ca: TestCA, trust: TrustBundle, scheme: str
 ) -> None:
-    uri = f"{scheme}://example.org/ns/foo/taskrun/{TR}"
+    uri = f"{scheme}://example.org/ns/foo/taskrun/{TASKRUN}"
     svid = ca.issue_svid(uri, uri_sans=[uri])
     verdict = check(sign_svid(FOO_BAR, svid), trust)
     assert verdict.reason == Reason.IDENTITY_MISMATCH
@@ -360,7 +335,7 @@ def test_svid_without_uri_fails(ca: TestCA, trust: TrustBundle) -> None:
     svid = ca.issue_svid(spiffe_id(), uri_sans=[])
     verdict = check(sign_svid(FOO_BAR, svid), trust)
     assert verdict.reason == Reason.IDENTITY_MISMATCH
-    assert f"cert uri missing for taskrun: {TR}" in verdict.message
+    assert f"cert uri missing for taskrun: {TASKRUN}" in verdict.message
     assert verdict.identity is None
 
 
@@ -490,16 +465,6 @@ def test_invalid_trust_domain_is_refused(td: str) -> None:
         TrustBundle(td)
 
 
-@pytest.fixture
-def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
-    # A short directory: unix socket paths are capped at 107 bytes.
-    with (
-        tempfile.TemporaryDirectory(prefix="wl-", dir="/tmp") as d,
-        WorkloadAPIServer(f"{d}/agent.sock", ca, spiffe_id()) as server,
-    ):
-        yield server
-
-
 def test_trust_bundle_from_workload_api(
     agent: WorkloadAPIServer, ca: TestCA, signed: list[RunResult]
 ) -> None:
@@ -536,18 +501,20 @@ def test_verify_message_plain_and_compressed(
 ) -> None:
     text = message(signed, compressed=compressed)
     assert text.startswith("tknz:") == compressed
-    verdict = verify_message(text, namespace=NS, name=TR, trust=trust)
+    verdict = verify_message(text, namespace=NS, name=TASKRUN, trust=trust)
     assert verdict.verified, verdict.message
     assert keys(verdict.results) == ["bar", "foo"]  # parsed as the controller does: sorted by key
     tampered = message(replace(signed, "bar", "evil"), compressed=compressed)
-    assert verify_message(tampered, namespace=NS, name=TR, trust=trust).reason == Reason.SIGNATURE_INVALID
+    assert (
+        verify_message(tampered, namespace=NS, name=TASKRUN, trust=trust).reason == Reason.SIGNATURE_INVALID
+    )
 
 
 @pytest.mark.parametrize(
     "text", ["not json", "tknz:!!!", "tknz:aGVsbG8gd29ybGQ", '[{"key":"a","type":true}]']
 )
 def test_unparsable_message_is_invalid(trust: TrustBundle, text: str) -> None:
-    verdict = verify_message(text, namespace=NS, name=TR, trust=trust)
+    verdict = verify_message(text, namespace=NS, name=TASKRUN, trust=trust)
     assert not verdict.verified
     assert verdict.reason == Reason.MESSAGE_INVALID
     assert verdict.message.startswith("termination message: ")
@@ -560,7 +527,7 @@ def test_unsigned_message_is_of_unknown_format(trust: TrustBundle) -> None:
     assert verdict.reason == Reason.UNKNOWN_FORMAT
     assert verdict.format == ""
     assert list(verdict.results) == entries
-    assert verify_message("", namespace=NS, name=TR, trust=trust).reason == Reason.UNKNOWN_FORMAT
+    assert verify_message("", namespace=NS, name=TASKRUN, trust=trust).reason == Reason.UNKNOWN_FORMAT
 
 
 def test_visible_results_exclude_every_signing_entry(svid: Svid, trust: TrustBundle) -> None:
@@ -628,7 +595,7 @@ def test_unexpected_error_inside_a_check_fails_closed(
 
 def test_empty_namespace_or_name_is_a_programming_error(signed: list[RunResult], trust: TrustBundle) -> None:
     with pytest.raises(ValueError, match="non-empty"):
-        verify_entries(signed, namespace="", name=TR, trust=trust)
+        verify_entries(signed, namespace="", name=TASKRUN, trust=trust)
 
 
 # -- condition and JSON -------------------------------------------------------------------------------------
@@ -701,7 +668,7 @@ def test_crafted_pem_text_is_rejected_in_linear_time() -> None:
 def test_oversized_input_is_not_a_termination_message(trust: TrustBundle) -> None:
     from entrypoint.verify import MAX_MESSAGE_CHARS
 
-    verdict = verify_message("[" + " " * MAX_MESSAGE_CHARS + "]", namespace=NS, name=TR, trust=trust)
+    verdict = verify_message("[" + " " * MAX_MESSAGE_CHARS + "]", namespace=NS, name=TASKRUN, trust=trust)
     assert verdict.reason == Reason.MESSAGE_INVALID
     assert "more than any termination message" in verdict.message
 
@@ -713,16 +680,16 @@ def test_the_verifier_and_the_one_call_form_agree(svid: Svid, trust: TrustBundle
     signed = sign_svid([RunResult("foo", "bar", 1)], svid)
     verifier = Verifier(TrustSet(spiffe=trust))
     at = dt.datetime.now(dt.UTC)
-    verdict = verifier.verify_message(message(signed), TaskRunRef(NS, TR), at=at)
+    verdict = verifier.verify_message(message(signed), TaskRunRef(NS, TASKRUN), at=at)
     assert verdict.verified, verdict.message
-    assert verdict == verify_message(message(signed), namespace=NS, name=TR, trust=trust, at=at)
+    assert verdict == verify_message(message(signed), namespace=NS, name=TASKRUN, trust=trust, at=at)
     # Another TaskRun, same verifier: the identity no longer matches.
     assert verifier.verify_entries(signed, TaskRunRef(NS, "other")).reason == Reason.IDENTITY_MISMATCH
 
 
 def test_a_backend_without_trust_in_the_set_fails_closed(svid: Svid) -> None:
     signed = sign_svid([RunResult("foo", "bar", 1)], svid)
-    verdict = Verifier(TrustSet()).verify_entries(signed, TaskRunRef(NS, TR))
+    verdict = Verifier(TrustSet()).verify_entries(signed, TaskRunRef(NS, TASKRUN))
     assert not verdict.verified
     assert verdict.reason == Reason.TRUST_UNAVAILABLE
 
@@ -730,7 +697,7 @@ def test_a_backend_without_trust_in_the_set_fails_closed(svid: Svid) -> None:
 def test_the_verifier_enforces_its_format_policy(svid: Svid, trust: TrustBundle) -> None:
     signed = sign_svid([RunResult("foo", "bar", 1)], svid)
     verdict = Verifier(TrustSet(spiffe=trust), formats=("compact",)).verify_entries(
-        signed, TaskRunRef(NS, TR)
+        signed, TaskRunRef(NS, TASKRUN)
     )
     assert verdict.reason == Reason.FORMAT_NOT_ALLOWED
 
@@ -738,9 +705,9 @@ def test_the_verifier_enforces_its_format_policy(svid: Svid, trust: TrustBundle)
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"namespace": "", "name": TR}, "non-empty"),
-        ({"namespace": NS, "name": TR, "step": "01"}, "decimal"),
-        ({"namespace": NS, "name": TR, "companions": "one message"}, "not one string"),
+        ({"namespace": "", "name": TASKRUN}, "non-empty"),
+        ({"namespace": NS, "name": TASKRUN, "step": "01"}, "decimal"),
+        ({"namespace": NS, "name": TASKRUN, "companions": "one message"}, "not one string"),
     ],
 )
 def test_a_taskrun_reference_refuses_bad_arguments_at_once(kwargs: dict[str, Any], error: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from entrypoint._internal.step.when import WhenExpression, allow_exec, decode_when_expressions
 from entrypoint.errors import WhenExpressionError
+from tests.support.paths import REPO
 
 W = WhenExpression
 
@@ -87,8 +87,7 @@ def test_cel_is_not_imported_without_cel_expressions() -> None:
         "assert when.allow_exec([when.WhenExpression('a', 'in', ['a'])])\n"
         "print('celpy' in sys.modules)\n"
     )
-    repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 
 
