@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint._internal.step.context import Context
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
+from tests.support.paths import REPO
 
 ID = "spiffe://example.org/ns/foo/taskrun/tr"
 
@@ -324,3 +327,23 @@ def test_the_compact_format_leaves_its_marker_for_later_steps_and_reads_theirs(t
     (status0 / MATERIAL_MARKER).unlink()
     third = CompactFormat("1", metadata_dir=str(status1))
     assert len(third.seal_options([RunResult("b", "2", 1)], ident)) == 1
+
+
+def test_the_evidence_decoder_loads_while_the_helper_is_still_fetching(tmp_path: Path) -> None:
+    # The X.509 parser's imports take ~40 ms; loaded only once the helper answers, they land after
+    # the command on any step shorter than the helper's start-up.  An agent that never answers keeps
+    # the helper fetching for the whole check.
+    code = (
+        "import sys, time\n"
+        "from entrypoint._internal.signing import background_signer\n"
+        f"s = background_signer('spire', spire_socket='unix://{tmp_path}/absent.sock', budget=30)\n"
+        "assert 'entrypoint._internal.backends.spire.evidence' not in sys.modules\n"
+        "s.start()\n"
+        "for _ in range(500):\n"
+        "    if 'entrypoint._internal.backends.spire.evidence' in sys.modules: break\n"
+        "    time.sleep(0.01)\n"
+        "print('loaded' if 'entrypoint._internal.backends.spire.evidence' in sys.modules else 'missing',\n"
+        "      'answered' if s._done.is_set() else 'fetching')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == ["loaded", "fetching"]

@@ -94,6 +94,10 @@ def background_signer(
         if helper is None:
             assert failure is not None
             raise failure
+        # The helper's answer is decoded by the backend's evidence module, whose imports (the
+        # X.509 parser: ~40 ms) would otherwise start only once the answer is in, often after the
+        # command has exited; here they run while the helper is still fetching.
+        get(backend).module("evidence")
         if wire_format == "compact":
             from entrypoint._internal.signing.compact_format import CompactFormat
 
