@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,9 @@ from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from entrypoint.verify import TrustBundle
 from tests.support.pki import SPIFFE_ID, TD
+from tests.support.signed import SignedMessage, SignedMessageFactory, make_signed_message
 from tests.support.tekton import TektonRoot
+from tests.support.tokens import Issuer
 
 
 @pytest.fixture
@@ -64,3 +67,23 @@ def agent(ca: TestCA) -> Iterator[WorkloadAPIServer]:
         WorkloadAPIServer(os.path.join(sock_dir, "agent.sock"), ca, SPIFFE_ID) as server,
     ):
         yield server
+
+
+# -- genuine signed messages, for tests that tamper with one thing ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_issuer() -> Issuer:
+    """A cluster's service-account token issuer (ES256), one per test module."""
+    return Issuer("ES256")
+
+
+@pytest.fixture
+def signed_message(ca: TestCA, token_issuer: Issuer) -> SignedMessageFactory:
+    """``signed_message(fmt, backend, **changes)``: a genuine message signed by the project's signer,
+    with the verifier and TaskRun it verifies against (:func:`tests.support.signed.make_signed_message`)."""
+
+    def make(fmt: str = "tekton", backend: str = "spire", **changes: Any) -> SignedMessage:
+        return make_signed_message(ca, token_issuer, fmt, backend, **changes)
+
+    return make

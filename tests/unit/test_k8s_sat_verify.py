@@ -19,8 +19,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from entrypoint._internal.backends.k8s_sat.common import split_material
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
@@ -30,77 +29,9 @@ from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint.termination import RunResult
 from entrypoint.testing.kube import KubeAPIServer
 from entrypoint.verify import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError, Verdict, verify_entries
+from tests.support.tokens import ISSUER, NOW, NS, POD, POD_UID, SA, TR, Issuer, audience, point
 
-ISSUER = "https://kubernetes.default.svc.cluster.local"
-NS, TR, SA = "builds", "build-1", "builder"
-POD, POD_UID = f"{TR}-pod", "7c4a1f0e-2b6d-4f1e-9a3c-5d8e6f7a8b9c"
 RESULTS = [RunResult("a", "1", 1), RunResult("b", '["x","y"]', 1), RunResult("StartedAt", "t", 3)]
-NOW = int(time.time())
-
-
-def point(key: Any) -> bytes:
-    """What the compact format carries of a key: its uncompressed P-256 point."""
-    return bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-    )
-
-
-def spki(key: Any) -> bytes:
-    return key.public_key().public_bytes(  # type: ignore[no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def audience(signing_key: Any) -> str:
-    return "signed-entrypoint:spki-sha256:" + hashlib.sha256(spki(signing_key)).hexdigest()
-
-
-class Issuer:
-    """A cluster's service-account token issuer: a key, its JWKS, and tokens with any claims."""
-
-    def __init__(self, alg: str = "ES256", issuer: str = ISSUER) -> None:
-        self.alg = alg
-        self.issuer = issuer
-        self.key: Any = (
-            ec.generate_private_key(ec.SECP256R1())
-            if alg == "ES256"
-            else rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        )
-        self.kid = base64.urlsafe_b64encode(hashlib.sha256(spki(self.key)).digest()).rstrip(b"=").decode()
-
-    def jwks(self) -> KubeJwks:
-        algorithm = ECAlgorithm if self.alg == "ES256" else RSAAlgorithm
-        jwk = algorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return KubeJwks(self.issuer, {"keys": [{"use": "sig", "kid": self.kid, "alg": self.alg, **jwk}]})
-
-    def claims(self, signing_key: Any, **changes: Any) -> dict[str, Any]:
-        claims: dict[str, Any] = {
-            "aud": [audience(signing_key)],
-            "exp": NOW + 600,
-            "iat": NOW - 5,
-            "nbf": NOW - 5,
-            "iss": self.issuer,
-            "jti": "2f3a",
-            "sub": f"system:serviceaccount:{NS}:{SA}",
-            "kubernetes.io": {
-                "namespace": NS,
-                "serviceaccount": {"name": SA, "uid": "sa-uid"},
-                "pod": {"name": POD, "uid": POD_UID},
-                "node": {"name": "node-1", "uid": "node-uid"},
-            },
-        }
-        claims.update(changes)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def token(self, signing_key: Any, *, headers: dict[str, Any] | None = None, **changes: Any) -> str:
-        return jwt.encode(
-            self.claims(signing_key, **changes),
-            self.key,
-            algorithm=self.alg,
-            headers={"kid": self.kid, **(headers or {})},
-        )
 
 
 def k8s(namespace: str = NS, sa: str = SA, pod: str = POD, uid: str = POD_UID) -> dict[str, Any]:
