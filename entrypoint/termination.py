@@ -220,7 +220,12 @@ class TerminationFile:
         ``seal`` (a signer that covers the whole message) turns the full list into candidate
         lists in order of preference; the first that fits in 4096 bytes is written.
         """
-        entries = self._existing() + list(new_entries)
+        new = list(new_entries)
+        # What the step left in the file loses its empty entries and the ones the new entries
+        # supersede: every controller then reads the same message (Tekton before v0.68 erased an
+        # empty entry by moving the last one into its place, which changed which duplicate won).
+        keys = {e.key for e in new}
+        entries = [e for e in self._existing() if not e.is_zero() and e.key not in keys] + new
         candidates = seal(entries) if seal is not None else [entries]
         for candidate in candidates:
             message = encode_message(candidate, self.compressed)

@@ -37,7 +37,7 @@ from entrypoint._internal.backends.spire.trust import (
 from entrypoint._internal.verification.formats import detect_format, known_formats
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.request import Request
-from entrypoint.termination import RunResult, parse_message
+from entrypoint.termination import RunResult, parse_entries
 
 __all__ = [
     "CONDITION_TYPE",
@@ -263,7 +263,9 @@ class Verifier:
             # at most; a larger input is not a termination message, and parsing it costs for nothing.
             return invalid(f"{len(message)} characters, more than any termination message")
         try:
-            entries = parse_message(message)
+            # As written, duplicates and empty entries included: whether the controllers agree on
+            # what the message says is judged on the entries themselves, not on one parser's view.
+            entries = parse_entries(message) if message else []  # an empty message has no entries
         except Exception as exc:
             return invalid(str(exc))
         return self.verify_entries(entries, taskrun, at=when)
@@ -271,10 +273,25 @@ class Verifier:
     def verify_entries(
         self, entries: Sequence[RunResult], taskrun: TaskRunRef, *, at: dt.datetime | None = None
     ) -> Verdict:
-        """Verify the entries of a TaskRun's termination message (as parsed by the controller)."""
+        """Verify the entries of a TaskRun's termination message, as written or as the controller
+        parsed them.  Entries that controllers of different versions would read differently (empty
+        entries; one key with different values) fail with ``AmbiguousEntries``; exact repeats are
+        read once."""
         when = _utc(at)
-        entries = tuple(entries)
+        ambiguity = _ambiguity(entries)
+        # What is verified is exactly what is reported: the controller's view of the entries.
+        entries = tuple(_last_per_key(entries))
         fmt = detect_format(entries)
+        if ambiguity is not None:
+            return Verdict(
+                verified=False,
+                reason=Reason.AMBIGUOUS_ENTRIES,
+                message=ambiguity,
+                format=fmt.name if fmt is not None else "",
+                identity=None,
+                checked_at=when,
+                results=tuple(e for e in entries if fmt is None or not fmt.is_signing_entry(e)),
+            )
         if fmt is None:
             return Verdict(
                 verified=False,
@@ -286,8 +303,7 @@ class Verifier:
                 checked_at=when,
                 results=entries,
             )
-        # The controller keeps the last entry per key; so do the results shown, whatever the list holds.
-        visible = tuple(e for e in _last_per_key(entries) if not fmt.is_signing_entry(e))
+        visible = tuple(e for e in entries if not fmt.is_signing_entry(e))
 
         def failed(reason: str, message: str, identity: str | None = None) -> Verdict:
             return Verdict(
@@ -328,6 +344,10 @@ class Verifier:
         except Exception as exc:  # fail closed: the format's checks already wrap their own errors
             return failed(Reason.MESSAGE_INVALID, f"unexpected error: {type(exc).__name__}: {exc}")
         signed = set(outcome.signed_keys)
+        # Shown: every entry but the signing entries the check used.  An entry that looks like one
+        # but took no part (a ``<name>.sig`` with no ``<name>``) is published by Tekton as a result,
+        # so it is reported, as unsigned.
+        visible = tuple(e for e in entries if e.key not in outcome.signing_keys)
         signed_at = None
         if outcome.signed_at is not None:
             # Within the leaf's validity (checked), so within datetime's range.
@@ -409,3 +429,24 @@ def _last_per_key(entries: Sequence[RunResult]) -> list[RunResult]:
         if not e.is_zero():
             by_key[e.key] = e
     return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
+
+
+def _ambiguity(entries: Sequence[RunResult]) -> str | None:
+    """Why controllers could read ``entries`` differently, or None.  Tekton before v0.68 erased an
+    empty entry by moving the last one into its place, which changes which of two entries of one
+    key wins (and two trailing empty entries index past its slice); only then may a repeated key
+    carry different values without changing any controller's reading, so any such repeat is refused."""
+    seen: dict[str, RunResult] = {}
+    for index, e in enumerate(entries):
+        if e.is_zero():
+            return (
+                f"entry {index} is empty: controllers before Tekton v0.68 read a message with empty "
+                "entries differently from later ones"
+            )
+        first = seen.setdefault(e.key, e)
+        if first != e:
+            return (
+                f"key {e.key!r} appears more than once with different values or types: which one "
+                "a controller keeps depends on its version"
+            )
+    return None

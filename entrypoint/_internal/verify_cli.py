@@ -30,11 +30,13 @@ from typing import NoReturn, TextIO
 
 from entrypoint._internal.backends.k8s_sat.common import MATERIAL_KIND, SA_DIR, TOKEN_ENTRY
 from entrypoint._internal.backends.spire.trust import TrustBundleError, check_trust_domain
+from entrypoint._internal.bounded import read_fd, read_file
 from entrypoint._internal.formats.compact import SIGNATURE_KEY
 from entrypoint._internal.go.json import decode_go_bytes
 from entrypoint.errors import UsageError
 from entrypoint.termination import RunResult, parse_message
 from entrypoint.verify import (
+    MAX_MESSAGE_CHARS,
     ApiServer,
     KubeJwks,
     KubeTokenReview,
@@ -67,6 +69,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# A message file may be a TaskRun status's re-serialised message, where Go's escaping can make each
+# character six bytes; anything beyond that is not a termination message.
+MAX_INPUT_BYTES = 6 * MAX_MESSAGE_CHARS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +170,11 @@ def _time(value: str) -> dt.datetime:
         raise _Usage(f"--at {value!r}: not an RFC 3339 time ({exc})") from exc
     if when.tzinfo is None:
         raise _Usage(f"--at {value!r}: an RFC 3339 time needs an offset, e.g. Z or +02:00")
-    return when
+    try:
+        # 0001-01-01T00:00:00+01:00 is a year-0 time in UTC, which datetime cannot hold.
+        return when.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise _Usage(f"--at {value!r}: outside the years 1 to 9999 in UTC") from exc
 
 
 def _step(value: str) -> str:
@@ -174,13 +185,15 @@ def _step(value: str) -> str:
 
 
 def _read_message(path: str, stdin: TextIO, what: str = "MESSAGE") -> str:
-    if path == "-":
-        return decode_go_bytes(stdin.buffer.read())
+    # Bounded and never blocking on a FIFO without a writer: /dev/zero, a huge file or a named
+    # pipe nobody opens must end in a one-line error, not in MemoryError or a hang.
     try:
-        with open(path, "rb") as f:
-            return decode_go_bytes(f.read())
+        if path == "-":
+            return decode_go_bytes(read_fd(stdin.fileno(), MAX_INPUT_BYTES))
+        return decode_go_bytes(read_file(path, MAX_INPUT_BYTES))
     except OSError as exc:
-        raise _Usage(f"{what} {path}: cannot read: {exc.strerror or exc}") from exc
+        name = "stdin" if path == "-" else path
+        raise _Usage(f"{what} {name}: cannot read: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str]) -> int:

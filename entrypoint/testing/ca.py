@@ -26,7 +26,8 @@ __all__ = ["KEY_TYPES", "PrivateKey", "Svid", "TestCA", "generate_key"]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-KEY_TYPES: frozenset[str] = frozenset({"ec-p256", "ec-p384", "rsa-2048", "ed25519"})
+# rsa-1024 is weak on purpose: verifiers must refuse it (tests of that refusal issue it).
+KEY_TYPES: frozenset[str] = frozenset({"ec-p256", "ec-p384", "rsa-1024", "rsa-2048", "ed25519"})
 
 # SPIRE backdates every certificate so that a workload whose clock runs slightly behind the agent's
 # does not see a freshly issued SVID as "not yet valid".
@@ -45,6 +46,8 @@ def generate_key(key_type: str) -> PrivateKey:
         return ec.generate_private_key(ec.SECP384R1())
     if key_type == "rsa-2048":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type == "rsa-1024":
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505  (weak on purpose)
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     raise ValueError(f"unknown key type {key_type!r}; expected one of {sorted(KEY_TYPES)}")

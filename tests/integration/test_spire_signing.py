@@ -218,7 +218,10 @@ def test_agent_that_never_answers_fails_clearly_within_budget(
     assert "failed to fetch SVID" in p.stderr and "context deadline exceeded" in p.stderr
     assert elapsed < 20  # bounded by the budget, never a hang
     assert (root.run_dir(0) / "out.err").exists()  # what the step did is still recorded
-    assert set(root.values()) == {"StartedAt"}
+    # The results too, unsigned (Tekton's entrypoint loses them): a verifier rejects them.
+    values = root.values()
+    assert set(values) == {"StartedAt", "a"}
+    assert values["a"] == ("1", 1)
 
 
 # -- better than Tekton: signing after a timeout or a cancellation, and with sidecar logs ----------------

@@ -84,15 +84,19 @@ def make_signed_message(
     results: Sequence[RunResult] = RESULTS,
     step: str = "0",
     spiffe_id: str = SPIFFE_ID,
+    key_type: str = "ec-p256",
+    not_before: dt.datetime | None = None,
+    ttl: dt.timedelta = dt.timedelta(hours=1),
     claims: dict[str, Any] | None = None,
 ) -> SignedMessage:
     """A message of ``results`` signed in ``fmt`` by ``backend``'s identity: an SVID of ``spiffe_id``
-    from ``ca``, or a pod-bound token from ``issuer`` with ``claims`` changed."""
+    from ``ca`` (``key_type``, validity from ``not_before`` for ``ttl``), or a pod-bound token from
+    ``issuer`` with ``claims`` changed."""
     if fmt not in FORMATS or backend not in BACKENDS:
         raise ValueError(f"no such format or backend: {fmt!r}, {backend!r}")
     entries = list(results)
     if backend == "spire":
-        svid = ca.issue_svid(spiffe_id)
+        svid = ca.issue_svid(spiffe_id, key_type=key_type, not_before=not_before, ttl=ttl)
         identity = x509_identity(svid.key, svid.chain, "test")
         trust = TrustSet(spiffe=TrustBundle(TD, ca.bundle))
         ref = TaskRunRef(NS, TASKRUN, step=step if fmt == "compact" else None)

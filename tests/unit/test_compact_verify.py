@@ -181,9 +181,11 @@ def test_results_verified_as_entries_in_any_order(signed: list[RunResult], trust
     assert v.verified, v.message
 
 
-def test_all_zero_entries_do_not_count(signed: list[RunResult], trust: TrustBundle) -> None:
+def test_an_empty_entry_makes_the_message_ambiguous(signed: list[RunResult], trust: TrustBundle) -> None:
+    # Issue 15 (1): controllers before Tekton v0.68 erase it by moving the last entry into its slot.
     v = verify_entries([RunResult("", ""), *signed], namespace=NS, name=TASKRUN, trust=trust)
-    assert v.verified, v.message
+    assert (v.verified, v.reason) == (False, Reason.AMBIGUOUS_ENTRIES)
+    assert v.message.startswith("entry 0 is empty")
 
 
 def test_tekton_named_results_inside_a_cs1_message_are_ordinary_entries(
@@ -448,10 +450,14 @@ def test_algorithm_not_fitting_other_keys_is_unsupported(
     rejected(check(tamper(entries, alg=alg), trust), Reason.UNSUPPORTED_KEY)
 
 
-def test_two_signature_entries_are_invalid(signed: list[RunResult], trust: TrustBundle) -> None:
+def test_a_repeated_signature_entry_is_read_once_and_a_different_one_is_ambiguous(
+    signed: list[RunResult], trust: TrustBundle
+) -> None:
     sig = next(e for e in signed if e.key == "SIGNATURE")
-    v = verify_entries([*signed, sig], namespace=NS, name=TASKRUN, trust=trust)
-    rejected(v, Reason.MESSAGE_INVALID)
+    assert verify_entries([*signed, sig], namespace=NS, name=TASKRUN, trust=trust).verified
+    other = RunResult("SIGNATURE", sig.value[:-4] + "AAAA", 1)
+    v = verify_entries([*signed, other], namespace=NS, name=TASKRUN, trust=trust)
+    assert (v.verified, v.reason) == (False, Reason.AMBIGUOUS_ENTRIES)
 
 
 # -- check 2: the chain --------------------------------------------------------------------------------

@@ -324,6 +324,9 @@ class RecordingSigner:
     def after_write(self, written: list[RunResult]) -> None:
         self.written = written
 
+    def interrupt(self, reason: str) -> None:
+        self.interrupted = reason
+
 
 def test_signer_is_called_per_phase_even_without_result_files(tmp_path: Path) -> None:
     ep, _, _, _ = make(tmp_path, command=["x"], results=["foo"], step_results=["bar"])

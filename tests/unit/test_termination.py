@@ -185,6 +185,15 @@ def test_write_reserialises_existing_content(tmp_path: Path) -> None:
     )
 
 
+def test_pre_written_empty_and_superseded_entries_are_dropped(tmp_path: Path) -> None:
+    # Issue 15 (1): a step that pre-writes an empty entry and a forged duplicate must not leave a
+    # message that controllers of different versions read differently.
+    path = tmp_path / "termination"
+    path.write_text('[{}, null, {"key":"commit","value":"evil","type":1}, {"key":"keep","value":"k"}]')
+    write_message(str(path), [RunResult("commit", "genuine", 1)])
+    assert path.read_bytes() == b'[{"key":"keep","value":"k"},{"key":"commit","value":"genuine","type":1}]'
+
+
 def test_write_truncates_a_longer_file(tmp_path: Path) -> None:
     path = tmp_path / "termination"
     path.write_text("x" * 5000)  # unparsable: dropped

@@ -63,8 +63,9 @@ def status_message(content: bytes) -> str:
 
 def read_token(path: str) -> str:
     """A bearer token from a file; ValueError or OSError say why it is unusable."""
-    with open(path, encoding="ascii") as f:
-        token = f.read().strip()
+    from entrypoint._internal.bounded import TOKEN_FILE_LIMIT, read_file
+
+    token = read_file(path, TOKEN_FILE_LIMIT).decode("ascii").strip()
     # Refused before it reaches an HTTP header, whose errors would quote it.
     if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise ValueError("not a bearer token (empty, or with spaces or control characters)")

@@ -67,13 +67,14 @@ def background_signer(
     Call this while the process is single-threaded: the backend's helper process is forked here
     and starts fetching at once, on another core.
     """
-    from entrypoint._internal.signing.background import BackgroundSigner
+    from entrypoint._internal.signing.background import BackgroundSigner, capped
     from entrypoint._internal.signing.forked import ForkedBackend
     from entrypoint._internal.step.selfexec import make_undumpable
 
     # Before the helper's pipes exist and before the step's code runs: the key will cross them and
     # live in this process too.
     make_undumpable()
+    budget = capped(budget)
     if backend not in BACKENDS or wire_format not in FORMATS:
         raise SigningError(f"unsupported signing configuration: backend {backend!r}, format {wire_format!r}")
 

@@ -53,6 +53,17 @@ if TYPE_CHECKING:
         def __call__(self, signed: list[RunResult], identity: Identity) -> list[RunResult]: ...
 
 
+# Go durations reach 292 years; waits here cannot (threading and select overflow past ~2^31 s on
+# some platforms, and a deadline of monotonic() + 2^63 ns is no deadline).  A budget is capped at
+# a day: far beyond any TaskRun's timeout, so no signing that could succeed is cut short.
+MAX_BUDGET = 86400.0
+
+
+def capped(budget: float) -> float:
+    """``budget`` within [0, MAX_BUDGET]."""
+    return min(max(budget, 0.0), MAX_BUDGET)
+
+
 # A step that outlived the budget gets one more attempt this long, in case the agent recovered.
 LATE_ATTEMPT = 2.0
 # How long past the budget and the late attempt a prefetch may still be finishing on a loaded
@@ -75,8 +86,11 @@ class BackgroundSigner:
         # entries per results phase (tekton); known before the format itself is loaded.
         self.seals = seals
         self._failed: SigningError | None = None
-        self.budget = budget
+        self.budget = capped(budget)
         self._done = threading.Event()
+        # Set when the prefetch ends or the step is told to stop: what the signing path waits on.
+        self._wake = threading.Event()
+        self._interrupted: str | None = None
         self._backend: Backend | None = None
         self._format: WireFormat | None = None
         self._identity: Identity | None = None
@@ -113,6 +127,21 @@ class BackgroundSigner:
             self._error = SigningError(f"preparing to sign: {exc}")
         finally:
             self._done.set()
+            self._wake.set()
+
+    def interrupt(self, reason: str) -> None:
+        """Give up waiting for the identity (the step was told to stop): the signing fails at
+        once with ``reason``, so that the results are still written, unsigned, in the grace
+        period Kubernetes leaves before it kills the container.  Safe in a signal handler."""
+        self._interrupted = reason
+        self._wake.set()
+        close = getattr(self._backend, "close", None)
+        if callable(close):
+            close()  # a fetch in progress ends when its helper does
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted is not None:
+            raise SigningError(f"signing abandoned: {self._interrupted} while waiting for the identity")
 
     def _elapsed(self) -> float:
         return time.monotonic() - self._started
@@ -136,7 +165,10 @@ class BackgroundSigner:
         # on a loaded machine the answer can come well after the budget.  The cap only guards
         # against an import that never returns.
         cap = max(self.budget - self._elapsed(), 0.0) + LATE_ATTEMPT + PREFETCH_SLACK
-        if not self._done.wait(cap):
+        self._check_interrupted()
+        self._wake.wait(cap)
+        self._check_interrupted()
+        if not self._done.is_set():
             phase = "loading the signer" if self._backend is None else "fetching the identity"
             raise SigningError(
                 f"no identity within the signing budget of {self.budget:g}s: {phase} had not finished "
@@ -154,6 +186,7 @@ class BackgroundSigner:
         try:
             ident = backend.fetch(budget=remaining if remaining > 0 else LATE_ATTEMPT)
         except SigningError:
+            self._check_interrupted()
             if remaining > 0 or error is None:
                 raise
             # The late attempt only tried again: the prefetch's failure is the cause to report.

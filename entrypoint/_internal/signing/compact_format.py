@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from entrypoint._internal.bounded import read_file
 from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, statement
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
@@ -25,6 +26,8 @@ from entrypoint.termination import ResultType, RunResult
 _TASK = int(ResultType.TASK_RUN_RESULT)
 # Left in the step's status directory: the SHA-256 of the material its final message embeds.
 MATERIAL_MARKER = "signing-material.sha256"
+# A SHA-256 in hex and a newline; a step can write anything there, so more is not read.
+_MARKER_LIMIT = 128
 
 
 def sign_jose(identity: Identity, data: bytes) -> tuple[str, bytes]:
@@ -102,8 +105,8 @@ class CompactFormat:
             run_dir = os.path.dirname(os.path.dirname(self.metadata_dir.rstrip("/")))
             for j in range(int(index) if self.metadata_dir and index else 0):
                 try:
-                    with open(os.path.join(run_dir, str(j), "status", MATERIAL_MARKER)) as f:
-                        found.add(bytes.fromhex(f.read().strip()))
+                    marker = os.path.join(run_dir, str(j), "status", MATERIAL_MARKER)
+                    found.add(bytes.fromhex(read_file(marker, _MARKER_LIMIT).decode("ascii").strip()))
                 except (OSError, ValueError):
                     continue
             self._earlier = frozenset(found)

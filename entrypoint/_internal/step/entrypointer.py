@@ -212,6 +212,7 @@ class Entrypointer:
                 return
 
         self._classify(err, out)
+        self._interrupt_signing_on_sigterm()
 
         if phase_enabled(cfg.results):
             self._results_phase(cfg.results, cfg.layout.results_dir, ResultType.TASK_RUN_RESULT)
@@ -238,6 +239,26 @@ class Entrypointer:
 
         if err is not None:
             raise err
+
+    def _interrupt_signing_on_sigterm(self) -> None:
+        """After the command, SIGTERM (the pod is being deleted, or the TaskRun cancelled) would
+        kill the process while it waits for its identity, and the termination message would be
+        lost.  Instead the wait ends, the results are written unsigned and the step fails."""
+        signer = self.signer
+        if signer is None:
+            return
+        import contextlib
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            signer.interrupt("SIGTERM")
+
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signal.SIGTERM, on_sigterm)
 
     def _run_if_allowed(self, command: list[str], out: list[RunResult]) -> EntrypointError | None:
         allowed = True
@@ -295,7 +316,14 @@ class Entrypointer:
             # With sidecar-logs the results travel through the sidecar, but their signing entries
             # still go into the termination message: Tekton computes them and throws them away.
             if not self._seals:
-                to_write = to_write + self.signer.sign(self.run_ctx, entries)
+                try:
+                    to_write = to_write + self.signer.sign(self.run_ctx, entries)
+                except SigningError:
+                    # As with the compact format: the results are written unsigned (a verifier
+                    # rejects them; Tekton's entrypoint would drop them), then the step fails.
+                    if to_write:
+                        self._write_termination(to_write)
+                    raise
         if to_write:
             self._write_termination(to_write)
 

@@ -7,11 +7,17 @@ import os
 import stat
 import time
 
+from entrypoint._internal.bounded import read_fd
 from entrypoint._internal.go.errors import read_file_error
 from entrypoint._internal.go.json import decode_go_bytes
 from entrypoint._internal.go.path import join
 from entrypoint.errors import ResultsError
 from entrypoint.termination import ResultType, RunResult
+
+# Far beyond what a termination message can carry (4096 bytes; a tknz: message inflates to 128 KiB
+# at most), and small enough that a step cannot make the entrypoint's memory its own (a 300 MB or
+# sparse result file, read whole, is gigabytes of RSS or a MemoryError).
+RESULT_FILE_LIMIT = 1 << 20
 
 
 def phase_enabled(names: list[str]) -> bool:
@@ -57,10 +63,15 @@ def _read_regular(path: str) -> bytes | None:
             raise ResultsError(read_file_error(path, IsADirectoryError(errno.EISDIR, "is a directory")))
         if not stat.S_ISREG(mode):
             raise ResultsError(f"read {path}: not a regular file; results must be regular files")
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return read_fd(fd, RESULT_FILE_LIMIT)
+        except OSError as exc:
+            if exc.errno == errno.EFBIG:
+                raise ResultsError(
+                    f"read {path}: larger than {RESULT_FILE_LIMIT} bytes, more than any termination "
+                    "message can carry"
+                ) from exc
+            raise
     except OSError as exc:
         raise ResultsError(read_file_error(path, exc)) from exc
     finally:

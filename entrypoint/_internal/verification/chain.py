@@ -40,6 +40,18 @@ def check_chain(
         ) from exc
 
 
+def check_leaf_validity(leaf: x509.Certificate, at: dt.datetime, *, entry: str, identity: str | None) -> None:
+    """Without the chain, the leaf's own validity must still hold at ``at``: skipping the trust
+    check must not make an expired (or not yet valid) key good."""
+    if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
+        raise VerificationFailed(
+            Reason.CHAIN_UNTRUSTED,
+            f"{entry}: the certificate is not valid at {_rfc3339(at)} (valid "
+            f"{_rfc3339(leaf.not_valid_before_utc)} to {_rfc3339(leaf.not_valid_after_utc)})",
+            identity,
+        )
+
+
 def check_signed_within_validity(
     leaf: x509.Certificate, signed_at: int, *, entry: str, identity: str | None
 ) -> None:

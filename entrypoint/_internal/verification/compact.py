@@ -69,7 +69,11 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     # (6) The statement over every entry, with the algorithm the key allows.
     view = _check_statement(entries, value, key, identity)
     return Outcome(
-        identity=identity, signed_keys=tuple(e.key for e in view), step=value.step, signed_at=value.signed_at
+        identity=identity,
+        signed_keys=tuple(e.key for e in view),
+        signing_keys=frozenset({SIGNATURE_KEY}),
+        step=value.step,
+        signed_at=value.signed_at,
     )
 
 

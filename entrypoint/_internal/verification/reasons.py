@@ -30,6 +30,9 @@ class Reason(StrEnum):
     # x509-ref whose chain none of the companion messages embeds.
     STEP_MISMATCH = "StepMismatch"
     MATERIAL_UNRESOLVED = "MaterialUnresolved"
+    # Empty entries, or one key with different values: controllers of different versions would
+    # not read the same results from the message.
+    AMBIGUOUS_ENTRIES = "AmbiguousEntries"
     # The message is signed in a format the caller does not accept (e.g. only compact).
     FORMAT_NOT_ALLOWED = "FormatNotAllowed"
     # The oidc-sa-token backend: the token or its key is malformed or missing; no trusted source

@@ -40,6 +40,8 @@ class Outcome:
 
     identity: str  # who signed: the SPIFFE ID, or the service account and pod of a token
     signed_keys: tuple[str, ...]  # every key whose signature was verified, in checking order
+    # The entries that carried the signature and its evidence and took part in the check.
+    signing_keys: frozenset[str] = frozenset()
     # What a format binds beyond the entries (compact: the step index and the signing time).
     step: str | None = None
     signed_at: int | None = None

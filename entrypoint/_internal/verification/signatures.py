@@ -39,6 +39,13 @@ def checker_for(key: CertificatePublicKeyTypes, *, entry: str, identity: str | N
         ec_key = key
         return lambda signature, data: ec_key.verify(signature, data, _ECDSA_SHA256)
     if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            # Either format, either backend: a key that can be factored vouches for nothing.
+            raise VerificationFailed(
+                Reason.UNSUPPORTED_KEY,
+                f"{entry}: the signing key is RSA with {key.key_size} bits; at least {MIN_RSA_BITS} required",
+                identity,
+            )
         rsa_key = key
         return lambda signature, data: rsa_key.verify(signature, data, _PKCS1V15, _SHA256)
     if isinstance(key, ed25519.Ed25519PublicKey):

@@ -71,7 +71,8 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     # (the SVID; a token's key); so the manifest and type-1 keys it does not list are covered too.
     # Sorted, unlike Go's map order, so the same message always reports the same first failure.
     signed = _check_signatures(results, check, identity, skip=unsigned)
-    return Outcome(identity=identity, signed_keys=tuple(signed))
+    used = {MANIFEST, *(e for e in backend.tekton_entries if e in results), *(k + SIG_SUFFIX for k in signed)}
+    return Outcome(identity=identity, signed_keys=tuple(signed), signing_keys=frozenset(used))
 
 
 def _backend_of(results: dict[str, RunResult]) -> Backend:

@@ -23,6 +23,7 @@ from entrypoint._internal.backends.k8s_sat.common import (
     unverified_claims,
 )
 from entrypoint._internal.backends.k8s_sat.evidence import token_identity
+from entrypoint._internal.bounded import TOKEN_FILE_LIMIT, read_file
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
@@ -149,8 +150,8 @@ class TokenFetcher:
         )
 
         try:
-            with open(self.token_file, encoding="ascii") as f:
-                caller_token = f.read().strip()  # re-read every time: the kubelet rotates it
+            # Re-read every time: the kubelet rotates it.  Bounded: the path may be anything.
+            caller_token = read_file(self.token_file, TOKEN_FILE_LIMIT).decode("ascii").strip()
             if not caller_token or not set(caller_token) <= _JWT_CHARS:
                 # Checked before it reaches an HTTP header, whose errors would quote it.
                 raise ValueError("not a JWT")
@@ -224,8 +225,7 @@ class RetryableSigningError(SigningError):
 
 def _read_text(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
+        return read_file(path, TOKEN_FILE_LIMIT).decode("utf-8").strip()
     except (OSError, ValueError):
         return ""
 

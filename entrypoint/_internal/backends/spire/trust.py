@@ -8,9 +8,12 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from entrypoint._internal.bounded import read_file
 from entrypoint.errors import TrustError
 
 # SPIFFE trust domain names: lowercase letters, digits, dots, dashes and underscores.
+# A bundle of many roots is some KiB; a file far beyond that is not a bundle.
+BUNDLE_FILE_LIMIT = 16 << 20
 _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
 
 
@@ -34,8 +37,7 @@ def _ordered(certs: list[x509.Certificate] | set[x509.Certificate]) -> tuple[x50
 
 def roots_from_pem_file(path: str) -> tuple[x509.Certificate, ...]:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path, BUNDLE_FILE_LIMIT)
     except OSError as exc:
         raise TrustBundleError(f"trust bundle {path}: cannot read: {exc.strerror or exc}") from exc
     if b"-----BEGIN CERTIFICATE-----" not in data:

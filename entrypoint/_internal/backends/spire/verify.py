@@ -20,7 +20,11 @@ from entrypoint._internal.backends.spire.svid import (
 )
 from entrypoint._internal.formats.compact import SIGNATURE_KEY, TAG, SignatureValue
 from entrypoint._internal.formats.paramvalue import canonical_value
-from entrypoint._internal.verification.chain import check_chain, check_signed_within_validity
+from entrypoint._internal.verification.chain import (
+    check_chain,
+    check_leaf_validity,
+    check_signed_within_validity,
+)
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed, fail_closed
 from entrypoint._internal.verification.request import Request
 from entrypoint._internal.verification.signatures import SignatureCheck, checker_for
@@ -61,9 +65,11 @@ def tekton_identity(
         )
 
     # (6) The chain of trust, at the requested time.
-    if request.check_chain:
-        with fail_closed(Reason.CHAIN_UNTRUSTED, SVID, uri):
+    with fail_closed(Reason.CHAIN_UNTRUSTED, SVID, uri):
+        if request.check_chain:
             check_chain(svid.leaf, svid.intermediates, request.roots, request.at, entry=SVID, identity=uri)
+        else:
+            check_leaf_validity(svid.leaf, request.at, entry=SVID, identity=uri)
 
     with fail_closed(Reason.UNSUPPORTED_KEY, SVID, uri):
         check = checker_for(svid.leaf.public_key(), entry=SVID, identity=uri)
@@ -104,6 +110,8 @@ def compact_identity(value: SignatureValue, request: Request) -> tuple[str, Cert
             check_chain(
                 chain.leaf, chain.intermediates, request.roots, request.at, entry=SIGNATURE_KEY, identity=uri
             )
+        else:
+            check_leaf_validity(chain.leaf, request.at, entry=SIGNATURE_KEY, identity=uri)
         check_signed_within_validity(chain.leaf, value.signed_at, entry=SIGNATURE_KEY, identity=uri)
     return uri, chain.leaf.public_key()
 
