@@ -83,7 +83,15 @@ def signed_message(ca: TestCA, token_issuer: Issuer) -> SignedMessageFactory:
     """``signed_message(fmt, backend, **changes)``: a genuine message signed by the project's signer,
     with the verifier and TaskRun it verifies against (:func:`tests.support.signed.make_signed_message`)."""
 
-    def make(fmt: str = "tekton", backend: str = "spire", **changes: Any) -> SignedMessage:
-        return make_signed_message(ca, token_issuer, fmt, backend, **changes)
+    def make(
+        fmt: str = "tekton",
+        backend: str = "spire",
+        *,
+        ca: TestCA = ca,
+        issuer: Issuer = token_issuer,
+        **changes: Any,
+    ) -> SignedMessage:
+        # ``ca`` and ``issuer`` replace the trusted ones: the verifier still trusts the fixtures'.
+        return make_signed_message(ca, issuer, fmt, backend, **changes)
 
     return make

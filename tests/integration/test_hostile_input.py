@@ -4,6 +4,7 @@ line naming the input, with the right exit status, and the step still records wh
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -169,3 +170,18 @@ def test_sigterm_while_waiting_for_the_identity_still_writes_the_message(root: T
     values = root.values()
     assert values["a"] == ("1", 1)  # written, unsigned
     assert "RESULT_MANIFEST" not in values
+
+
+def test_an_exponential_cel_expression_is_bounded_by_the_step_timeout(root: TektonRoot) -> None:
+    # Six nested maps over six elements: 6^6 evaluations, ~10 s in cel-python.
+    items = "[0,1,2,3,4,5]"
+    cel = items + "".join(f".map({v},{items}" for v in "abcde") + ".map(f, 1)" + ")" * 5 + ".size() == 6"
+    when = json.dumps([{"cel": cel}])
+    start = time.monotonic()
+    p = root.run([*root.step_args(0), "-timeout", "1s", "--when_expressions", when, *sh("echo ran")])
+    elapsed = time.monotonic() - start
+    assert p.returncode == 1, p.stderr
+    assert "ran" not in p.stdout
+    assert elapsed < 8, elapsed  # the deadline, not the evaluation, ended it
+    assert (root.run_dir(0) / "out.err").exists()
+    assert root.values()["Reason"] == ("TimeoutExceeded", 3)

@@ -27,6 +27,14 @@ def tknz(data: bytes, level: int = 9) -> str:
 
 def message(entries: Sequence[RunResult], *, compressed: bool = False) -> str:
     """The termination message of ``entries`` as JSON (§5.2), optionally compressed (§6.4)."""
-    objs = [{"key": e.key, "value": e.value, **({"type": e.type} if e.type else {})} for e in entries]
+    objs = [
+        {
+            "key": e.key,
+            "value": e.value,
+            **({"resourceName": e.resource_name} if e.resource_name else {}),
+            **({"type": e.type} if e.type else {}),
+        }
+        for e in entries
+    ]
     text = json.dumps(objs, separators=(",", ":"), ensure_ascii=False)
     return tknz(text.encode()) if compressed else text

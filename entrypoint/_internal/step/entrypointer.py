@@ -240,6 +240,37 @@ class Entrypointer:
         if err is not None:
             raise err
 
+    def _within_run_context(self, evaluate: Callable[[], bool]) -> bool:
+        """``evaluate()``, bounded by the step's timeout and cancellation: a CEL expression can cost
+        exponential time (nested comprehensions), and the step's ``-timeout`` and its cancel
+        file must still end it."""
+        import threading
+
+        ctx = self.run_ctx
+
+        box: list[bool] = []
+        error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                box.append(evaluate())
+            except BaseException as exc:
+                error.append(exc)
+
+        # A daemon: an evaluation past the deadline cannot be stopped, and must not keep the
+        # process alive once the step has ended.
+        worker = threading.Thread(target=run, name="when-expressions", daemon=True)
+        worker.start()
+        while worker.is_alive() and not ctx.done():
+            worker.join(0.05)
+        if worker.is_alive():
+            err = ctx.err()
+            assert err is not None
+            raise err
+        if error:
+            raise error[0]
+        return box[0]
+
     def _interrupt_signing_on_sigterm(self) -> None:
         """After the command, SIGTERM (the pod is being deleted, or the TaskRun cancelled) would
         kill the process while it waits for its identity, and the termination message would be
@@ -266,7 +297,7 @@ class Entrypointer:
             from entrypoint._internal.step.when import allow_exec
 
             try:
-                allowed = allow_exec(self.cfg.when_expressions)
+                allowed = self._within_run_context(lambda: allow_exec(self.cfg.when_expressions))
             except EntrypointError as exc:
                 return exc
         if not allowed:
