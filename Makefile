@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements.lock
 
-.PHONY: venv lock lock-check lint test unit integration stress demo bench binary image peers clean
+.PHONY: venv lock lock-check lint test unit integration stress fuzz demo bench binary image peers clean
 
 # The venv is made anew from the lock (never upgraded in place), with the pip that comes with
 # Python; the project itself is built by the locked setuptools, without build isolation.
@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
-# Renew the lock on purpose: the newest releases pyproject.toml allows, checked; review the diff.
+# Renew the lock on purpose, checked; review the diff.  Pins already there are kept (a new
+# dependency renews nothing else); UPGRADE=1 takes the newest releases pyproject.toml allows.
 lock:
-	$(PYTHON) tools/lock.py renew
+	$(PYTHON) tools/lock.py renew $(if $(UPGRADE),--upgrade)
 
 # Fails at once, naming `make lock`, when pyproject.toml's requirements changed since the lock.
 lock-check:
@@ -50,6 +51,13 @@ integration: lock-check $(STAMP)
 RUNS ?= 5
 stress: lock-check binary
 	$(BIN)/python tools/stress.py --runs $(RUNS)
+
+# Property tests with many examples (hypothesis) and coverage-guided fuzzing of the parser and the
+# verifier (atheris, tools/fuzz.py); `make test` runs both briefly.  FUZZ_RUNS=1000000: ~30 min.
+FUZZ_RUNS ?= 100000
+fuzz: lock-check $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/unit/test_properties.py
+	$(BIN)/python tools/fuzz.py --runs $(FUZZ_RUNS)
 
 # BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.
 BACKEND ?= spire

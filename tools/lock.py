@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,12 +150,16 @@ def _tool_python() -> Path:
     return python
 
 
-def renew() -> None:
-    """Resolve the newest releases pyproject.toml allows, with the digest of every file, into the
-    lock; then check that the result reads back and installs for the bundle's platform."""
+def renew(upgrade: bool = False) -> None:
+    """Resolve what pyproject.toml asks for, with the digest of every file, into the lock; then
+    check that the result reads back and installs for the bundle's platform.  The pins already in
+    the lock are kept unless ``upgrade`` (then the newest releases allowed are taken): adding a
+    dependency must not renew every other one as a side effect."""
     python = _tool_python()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / LOCK.name
+        if LOCK.exists() and not upgrade:
+            shutil.copyfile(LOCK, out)  # pip-compile keeps the pins of an existing output file
         # The lock names no local wheel directory a machine happens to configure.
         env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
         subprocess.run(
@@ -192,10 +197,10 @@ def main(argv: list[str]) -> int:
             print(f"lock: {exc}", file=sys.stderr)
             return 1
         return 0
-    if argv[1:] == ["renew"]:
-        renew()
+    if argv[1:] in (["renew"], ["renew", "--upgrade"]):
+        renew(upgrade=argv[2:] == ["--upgrade"])
         return 0
-    print("usage: python3 tools/lock.py check|renew", file=sys.stderr)
+    print("usage: python3 tools/lock.py check|renew [--upgrade]", file=sys.stderr)
     return 2
 
 

@@ -224,7 +224,6 @@ def _token_of_another_issuer(g: SignedMessage, make: SignedMessageFactory) -> At
     return Attempt(entries=make(g.fmt, g.backend, issuer=Issuer("ES256")).entries)
 
 
-
 ATTACKS: tuple[Attack, ...] = (
     # -- values and entries
     Attack(
