@@ -22,7 +22,7 @@ from entrypoint._internal.signing.compact_format import CompactFormat
 from entrypoint._internal.signing.identity import Identity
 from entrypoint._internal.signing.tekton_format import TektonFormat
 from entrypoint.termination import RunResult
-from entrypoint.testing.ca import TestCA
+from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.verify import TaskRunRef, TrustBundle, TrustSet, Verdict, Verifier
 from tests.support import tokens
 from tests.support.messages import message
@@ -48,6 +48,7 @@ class SignedMessage:
     entries: tuple[RunResult, ...]
     verifier: Verifier
     taskrun: TaskRunRef
+    svid: Svid | None = None  # the SPIRE backend's identity, for messages of another step
 
     def text(self, entries: Sequence[RunResult] | None = None, *, compressed: bool = False) -> str:
         """The termination message of ``entries`` (default: the genuine ones) as a step writes it."""
@@ -88,6 +89,7 @@ def make_signed_message(
     not_before: dt.datetime | None = None,
     ttl: dt.timedelta = dt.timedelta(hours=1),
     claims: dict[str, Any] | None = None,
+    svid: Svid | None = None,
 ) -> SignedMessage:
     """A message of ``results`` signed in ``fmt`` by ``backend``'s identity: an SVID of ``spiffe_id``
     from ``ca`` (``key_type``, validity from ``not_before`` for ``ttl``), or a pod-bound token from
@@ -96,11 +98,13 @@ def make_signed_message(
         raise ValueError(f"no such format or backend: {fmt!r}, {backend!r}")
     entries = list(results)
     if backend == "spire":
-        svid = ca.issue_svid(spiffe_id, key_type=key_type, not_before=not_before, ttl=ttl)
+        # ``svid``: one already issued, as every step of a pod shares its SVID.
+        svid = svid or ca.issue_svid(spiffe_id, key_type=key_type, not_before=not_before, ttl=ttl)
         identity = x509_identity(svid.key, svid.chain, "test")
         trust = TrustSet(spiffe=TrustBundle(TD, ca.bundle))
         ref = TaskRunRef(NS, TASKRUN, step=step if fmt == "compact" else None)
     else:
+        svid = None
         key = ec.generate_private_key(ec.SECP256R1())
         token = issuer.token(key, **(claims or {}))
         identity = token_identity(key, token, dt.datetime.now(dt.UTC), "test")
@@ -112,4 +116,4 @@ def make_signed_message(
             service_account=tokens.SA,
             step=step if fmt == "compact" else None,
         )
-    return SignedMessage(fmt, backend, _sign(fmt, entries, identity, step), Verifier(trust), ref)
+    return SignedMessage(fmt, backend, _sign(fmt, entries, identity, step), Verifier(trust), ref, svid)

@@ -158,6 +158,22 @@ def _splice_values(g: SignedMessage, make: SignedMessageFactory) -> Attempt:
     return Attempt(entries=[other[e.key] if e.key in moved else e for e in g.entries])
 
 
+def _splice_manifest_of_another_step(g: SignedMessage, make: SignedMessageFactory) -> Attempt:
+    """Issue 15 (3): another step of the same pod signed a manifest without ``image``; its manifest
+    and signature replace this one's, and ``image`` is dropped.  With SPIRE every step of a pod
+    holds the same SVID, so Tekton's format cannot tell (a documented limit, docs/security.md)."""
+    kept = [e for e in g.entries[:4] if e.key != "image"]
+    shared = {"svid": g.svid} if g.backend == "spire" else {}
+    other = {e.key: e for e in make(g.fmt, g.backend, results=kept, step="1", **shared).entries}
+    if g.fmt == "compact":
+        return Attempt(entries=[*kept, other["SIGNATURE"]])
+    spliced = {"RESULT_MANIFEST", "RESULT_MANIFEST.sig"}
+    entries = [
+        other[e.key] if e.key in spliced else e for e in g.entries if e.key not in ("image", "image.sig")
+    ]
+    return Attempt(entries=entries, shown_unsigned=None)
+
+
 def _other_step(g: SignedMessage, make: SignedMessageFactory) -> Attempt:
     return Attempt(entries=_e(g), taskrun={"step": "1"})
 
@@ -363,6 +379,19 @@ ATTACKS: tuple[Attack, ...] = (
         "IdentityMismatch",
     ),
     Attack("replayed-as-another-step", _other_step, "StepMismatch"),
+    # A known limit of Tekton's format with SPIRE (docs/security.md); a token is per step.
+    Attack(
+        "splice-another-steps-manifest-to-drop-a-result",
+        _splice_manifest_of_another_step,
+        {"tekton": "Verified", "compact": "StepMismatch"},
+        backends=("spire",),
+    ),
+    Attack(
+        "splice-another-steps-manifest-with-tokens",
+        _splice_manifest_of_another_step,
+        {"tekton": "SignatureInvalid", "compact": "StepMismatch"},
+        backends=("k8s_sat",),
+    ),
     Attack("svid-from-an-untrusted-ca", _untrusted_ca, "ChainUntrusted", backends=("spire",)),
     Attack(
         "expired-identity",
