@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements.lock
 
-.PHONY: venv lock lock-check lint test unit integration stress fuzz demo bench binary image peers clean
+.PHONY: venv lock lock-check lint test unit integration stress fuzz e2e demo bench binary image peers clean
 
 # The venv is made anew from the lock (never upgraded in place), with the pip that comes with
 # Python; the project itself is built by the locked setuptools, without build isolation.
@@ -58,6 +58,12 @@ FUZZ_RUNS ?= 100000
 fuzz: lock-check $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/unit/test_properties.py
 	$(BIN)/python tools/fuzz.py --runs $(FUZZ_RUNS)
+
+# The end-to-end tests against real peers (tools/peers.sh builds etcd and kube-apiserver from the
+# Go module proxy: ~7 min cold, Go 1.26 needed).  Not yet part of `make test`.
+e2e: lock-check $(STAMP)
+	bash tools/peers.sh build etcd kube-apiserver
+	E2E=1 $(BIN)/pytest -q -ra tests/e2e
 
 # BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.
 BACKEND ?= spire
