@@ -2,8 +2,16 @@
 # Real Go peers for the tests and the benchmark, built from the Go module proxy at pinned versions
 # into build/peers/ (git-ignored).  Nothing fetched here is committed; the product stays Python.
 #
-#   tools/peers.sh build [PEER...]   build the named peers (default: all); skips what is built
+#   tools/peers.sh build [PEER...]   build the named peers (default: entrypoint); skips what is built
 #   tools/peers.sh path PEER         print the peer's executable, building it first if missing
+#   tools/peers.sh built PEER...     exit 0 if every named peer is built (never builds; says what is not)
+#   tools/peers.sh start [tekton]    a local control plane on 127.0.0.1: etcd + kube-apiserver with
+#                                    their own TLS, service-account issuer and an admin token, state in
+#                                    build/peers/run/ (made anew); `tekton` adds Tekton's CRDs (read from
+#                                    the Go module cache) and its controller.  Waits for /readyz.
+#   tools/peers.sh stop              stop what `start` started (by the pids it recorded)
+#   tools/peers.sh status            exit 0 if the control plane is up and ready
+#   tools/peers.sh env               print `export NAME=value` lines describing the control plane
 #
 # Peers:
 #   entrypoint   Tekton Pipelines' own step entrypoint (github.com/tektoncd/pipeline/cmd/entrypoint):
@@ -12,7 +20,11 @@
 #                small generated main: the differential peer of our parser (tests/unit).
 #   kube-apiserver, etcd
 #                Kubernetes' API server (k8s.io/kubernetes/cmd/kube-apiserver) and its store, for the
-#                end-to-end tests (issue 14).  A cold build takes ~15-25 min on 2 cores.
+#                end-to-end tests (issue 14, tests/e2e).  A cold build takes ~15-25 min on 2 cores.
+#   kubectl      k8s.io/kubernetes/cmd/kubectl from the same wrapper module (optional: the tests use
+#                Python clients).
+#   tekton-controller
+#                Tekton Pipelines' controller (github.com/tektoncd/pipeline/cmd/controller).
 set -euo pipefail
 
 # The newest release of github.com/tektoncd/pipeline that the module proxy served on 2026-12-03
@@ -24,8 +36,18 @@ KUBE_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PEERS="$REPO/build/peers"
+# PEERS_DIR moves everything (a cold build measured in an empty one, say).
+PEERS=${PEERS_DIR:-$REPO/build/peers}
 BIN="$PEERS/bin"
+# The control plane's state; PEERS_RUN_DIR moves it (the e2e tests use their own, so that a control
+# plane a developer started is left alone).
+RUN=${PEERS_RUN_DIR:-$PEERS/run}
+# The control plane's ports on 127.0.0.1 (override to run two at once).
+API_PORT=${PEERS_API_PORT:-16443}
+ETCD_PORT=${PEERS_ETCD_PORT:-23790}
+ETCD_PEER_PORT=${PEERS_ETCD_PEER_PORT:-23800}
+
+KNOWN="entrypoint termparse etcd kube-apiserver kubectl tekton-controller"
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
@@ -132,27 +154,62 @@ func main() { etcdmain.Main(os.Args) }')
     echo "peers.sh: built $out in $((SECONDS - start)) s" >&2
 }
 
-build_kube_apiserver() {
-    local out="$BIN/kube-apiserver-$KUBE_VERSION"
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod requires every staging module at v0.0.0
+# and replaces it with ./staging/src/k8s.io/<name>, which a dependent module does not inherit.  The
+# wrapper requires and replaces each staging module (the list read from k8s.io/kubernetes' own
+# go.mod) at the release's v0.<minor>.<patch>.  Made once; kube-apiserver and kubectl share it.
+kube_wrapper() {
+    local mod="$PEERS/src/kube-$KUBE_VERSION"
+    if [[ ! -f "$mod/tools.go" ]]; then
+        mkdir -p "$mod"
+        local gomod staging
+        gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+        [[ -f "$gomod" ]] || die "the module proxy did not serve k8s.io/kubernetes@$KUBE_VERSION"
+        staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod")
+        [[ -n "$staging" ]] || die "k8s.io/kubernetes@$KUBE_VERSION's go.mod names no staging module"
+        {
+            printf 'module peers.local/kube\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\n' "$KUBE_VERSION"
+            for m in $staging; do printf 'require %s v0.%s\n' "$m" "${KUBE_VERSION#v1.}"; done
+            for m in $staging; do printf 'replace %s => %s v0.%s\n' "$m" "$m" "${KUBE_VERSION#v1.}"; done
+        } > "$mod/go.mod"
+        printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > "$mod/tools.go.tmp"
+        (cd "$mod" && mv tools.go.tmp tools.go && { go mod tidy -e >/dev/null 2>&1 || true; })
+    fi
+    echo "$mod"
+}
+
+# CMD (kube-apiserver, kubectl) from the wrapper module, statically linked (CGO_ENABLED=0).
+build_kube_cmd() {
+    local cmd=$1 out="$BIN/$1-$KUBE_VERSION"
     [[ -x "$out" ]] && return 0
     go_env
     mkdir -p "$BIN"
-    local start=$SECONDS mod="$PEERS/src/kube-$KUBE_VERSION"
-    echo "peers.sh: building kube-apiserver $KUBE_VERSION from the Go module proxy" >&2
-    mkdir -p "$mod"
-    # k8s.io/kubernetes points its staging modules at ./staging; a wrapper pins each to its release.
-    local gomod staging
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-    [[ -f "$gomod" ]] || die "the module proxy did not serve k8s.io/kubernetes@$KUBE_VERSION"
-    staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod")
-    {
-        printf 'module peers.local/kube\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\n' "$KUBE_VERSION"
-        for m in $staging; do printf 'replace %s => %s v0.%s\n' "$m" "$m" "${KUBE_VERSION#v1.}"; done
-    } > "$mod/go.mod"
-    printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > "$mod/tools.go"
-    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true
-     cd "$mod" && go build -mod=mod -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver) \
-        || die "building kube-apiserver $KUBE_VERSION failed (see above)"
+    local start=$SECONDS mod
+    echo "peers.sh: building $cmd $KUBE_VERSION from the Go module proxy" >&2
+    mod=$(kube_wrapper)
+    # The release's own version in /version (a module build would say v0.0.0-master+$Format:%H$).
+    local v=k8s.io/component-base/version minor=${KUBE_VERSION#v1.}
+    minor=${minor%%.*}
+    (cd "$mod" && go build -mod=mod \
+        -ldflags "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+        -o "$out.tmp" "k8s.io/kubernetes/cmd/$cmd") \
+        || die "building $cmd $KUBE_VERSION failed (see above)"
+    mv "$out.tmp" "$out"
+    echo "peers.sh: built $out in $((SECONDS - start)) s" >&2
+}
+
+build_kube_apiserver() { build_kube_cmd kube-apiserver; }
+
+# Tekton's controller from the entrypoint's throwaway module (same release, same go.sum).
+build_tekton_controller() {
+    local out="$BIN/tekton-controller-$TEKTON_VERSION"
+    [[ -x "$out" ]] && return 0
+    build_entrypoint
+    go_env
+    local start=$SECONDS mod="$PEERS/src/tekton-$TEKTON_VERSION"
+    echo "peers.sh: building Tekton's controller $TEKTON_VERSION from the Go module proxy" >&2
+    (cd "$mod" && go build -mod=mod -o "$out.tmp" github.com/tektoncd/pipeline/cmd/controller) \
+        || die "building github.com/tektoncd/pipeline/cmd/controller@$TEKTON_VERSION failed (see above)"
     mv "$out.tmp" "$out"
     echo "peers.sh: built $out in $((SECONDS - start)) s" >&2
 }
@@ -163,18 +220,220 @@ build_peer() {
         termparse) build_termparse ;;
         etcd) build_etcd ;;
         kube-apiserver) build_kube_apiserver ;;
-        *) die "unknown peer '$1' (known: entrypoint termparse etcd kube-apiserver)" ;;
+        kubectl) build_kube_cmd kubectl ;;
+        tekton-controller) build_tekton_controller ;;
+        *) die "unknown peer '$1' (known: $KNOWN)" ;;
+    esac
+}
+
+# The executable a peer builds into (whether or not it is built yet).
+peer_file() {
+    case "$1" in
+        entrypoint) echo "$BIN/tekton-entrypoint-$TEKTON_VERSION" ;;
+        termparse) echo "$BIN/tekton-termparse-$TEKTON_VERSION" ;;
+        etcd) echo "$BIN/etcd-$ETCD_VERSION" ;;
+        kube-apiserver) echo "$BIN/kube-apiserver-$KUBE_VERSION" ;;
+        kubectl) echo "$BIN/kubectl-$KUBE_VERSION" ;;
+        tekton-controller) echo "$BIN/tekton-controller-$TEKTON_VERSION" ;;
+        *) die "unknown peer '$1' (known: $KNOWN)" ;;
     esac
 }
 
 peer_path() {
-    case "$1" in
-        entrypoint) build_entrypoint >&2; echo "$BIN/tekton-entrypoint-$TEKTON_VERSION" ;;
-        termparse) build_termparse >&2; echo "$BIN/tekton-termparse-$TEKTON_VERSION" ;;
-        etcd) build_etcd >&2; echo "$BIN/etcd-$ETCD_VERSION" ;;
-        kube-apiserver) build_kube_apiserver >&2; echo "$BIN/kube-apiserver-$KUBE_VERSION" ;;
-        *) die "unknown peer '$1' (known: entrypoint termparse etcd kube-apiserver)" ;;
-    esac
+    local file
+    file=$(peer_file "$1")
+    build_peer "$1" >&2
+    echo "$file"
+}
+
+# -- a local control plane -------------------------------------------------------------------------
+# Everything under $RUN, made anew by each `start`: pki/ (a CA, the API server's serving certificate,
+# the service-account signing key), the admin's static token, etcd's data, the logs, the pids and
+# the kubeconfig.  Plain HTTP between kube-apiserver and etcd, on 127.0.0.1 only.
+
+API_URL="https://127.0.0.1:$API_PORT"
+# `status`, `stop` and `env` find a running control plane where `start` put it, whatever ports it took.
+if [[ -z "${PEERS_API_PORT:-}" && -f "$RUN/env" ]]; then
+    API_URL=$(sed -n 's/^export PEERS_KUBE_API=//p' "$RUN/env")
+fi
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+ready() {
+    [[ -f "$RUN/admin-token" ]] && alive kube-apiserver || return 1
+    curl -fsS --max-time 5 --cacert "$RUN/pki/ca.crt" \
+        -H "Authorization: Bearer $(cat "$RUN/admin-token")" "$API_URL/readyz" >/dev/null 2>&1
+}
+
+make_pki() {
+    local pki="$RUN/pki"
+    mkdir -p "$pki"
+    (
+        cd "$pki"
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.crt -days 30 -subj "/CN=peers-local-ca" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req "${ec[@]}" -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+        printf '%s\n' \
+            "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" \
+            "extendedKeyUsage=serverAuth" \
+            "subjectKeyIdentifier=hash" \
+            "authorityKeyIdentifier=keyid" \
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+            > apiserver.ext
+        openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile apiserver.ext -out apiserver.crt
+        # RS256, kube-apiserver's usual service-account signing algorithm.
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+        openssl pkey -in sa.key -pubout -out sa.pub
+    ) >"$RUN/pki.log" 2>&1 || die "making the control plane's keys failed: $(cat "$RUN/pki.log")"
+    # The admin: a static bearer token in system:masters (--token-auth-file).
+    local token
+    token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '%s' "$token" > "$RUN/admin-token"
+    printf '%s,admin,admin-uid,system:masters\n' "$token" > "$pki/tokens.csv"
+    chmod 600 "$RUN/admin-token" "$pki/tokens.csv" "$pki"/*.key
+}
+
+write_kubeconfig() {
+    cat > "$RUN/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: peers
+  cluster:
+    server: $API_URL
+    certificate-authority: $RUN/pki/ca.crt
+users:
+- name: admin
+  user:
+    token: $(cat "$RUN/admin-token")
+contexts:
+- name: peers
+  context: {cluster: peers, user: admin}
+current-context: peers
+EOF
+    chmod 600 "$RUN/kubeconfig"
+}
+
+# Starts "$@" in its own session, detached, logging to $RUN/NAME.log; records its pid.
+launch() {
+    local name=$1
+    shift
+    nohup setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+    echo $! > "$RUN/$name.pid"
+}
+
+wait_for() {
+    local what=$1 seconds=$2 name=$3
+    shift 3
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        alive "$name" || die "$what exited before it was ready; the end of $RUN/$name.log:
+$(tail -n 20 "$RUN/$name.log")"
+        ((SECONDS < deadline)) || die "$what was not ready within $seconds s (see $RUN/$name.log)"
+        sleep 0.5
+    done
+}
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+etcd_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1; }
+
+start_control_plane() {
+    if ready; then
+        echo "peers.sh: the control plane is already up at $API_URL" >&2
+        return 0
+    fi
+    stop_control_plane
+    local etcd apiserver
+    etcd=$(peer_file etcd) apiserver=$(peer_file kube-apiserver)
+    [[ -x "$etcd" && -x "$apiserver" ]] || die "etcd or kube-apiserver is not built: tools/peers.sh build etcd kube-apiserver"
+    for port in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"; do
+        port_free "$port" || die "port $port on 127.0.0.1 is taken (set PEERS_API_PORT, PEERS_ETCD_PORT, PEERS_ETCD_PEER_PORT)"
+    done
+    rm -rf "$RUN"
+    mkdir -p "$RUN"
+    chmod 700 "$RUN"
+    local start=$SECONDS
+    make_pki
+    launch etcd "$etcd" --name peers --data-dir "$RUN/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "peers=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn
+    wait_for etcd 30 etcd etcd_healthy
+    local pki="$RUN/pki"
+    # The issuer is the API server's own https URL, so OIDC discovery from `iss` reaches it; the
+    # API audiences are the issuer (kube-apiserver's default, said explicitly).
+    launch kube-apiserver "$apiserver" \
+        --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+        --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+        --client-ca-file "$pki/ca.crt" \
+        --token-auth-file "$pki/tokens.csv" \
+        --authorization-mode Node,RBAC \
+        --service-account-issuer "$API_URL" \
+        --service-account-key-file "$pki/sa.pub" \
+        --service-account-signing-key-file "$pki/sa.key" \
+        --api-audiences "$API_URL" \
+        --service-cluster-ip-range 10.96.0.0/24 \
+        --cert-dir "$RUN/apiserver-certs" \
+        --profiling=false --v 1
+    wait_for kube-apiserver 180 kube-apiserver ready
+    write_kubeconfig
+    write_env
+    echo "peers.sh: control plane ready at $API_URL in $((SECONDS - start)) s (state in $RUN)" >&2
+}
+
+stop_one() {
+    local name=$1 pid
+    [[ -f "$RUN/$name.pid" ]] || return 0
+    pid=$(cat "$RUN/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/$name.pid"
+}
+
+stop_control_plane() {
+    stop_one tekton-controller
+    stop_one kube-apiserver
+    stop_one etcd
+}
+
+start_tekton() {
+    die "tekton: not implemented yet"
+}
+
+# The control plane as `export NAME=value` lines, kept in $RUN/env by `start` (with the ports it used).
+write_env() {
+    local name value
+    for pair in \
+        "KUBECONFIG=$RUN/kubeconfig" \
+        "PEERS_KUBE_API=$API_URL" \
+        "PEERS_KUBE_ISSUER=$API_URL" \
+        "PEERS_KUBE_CA_FILE=$RUN/pki/ca.crt" \
+        "PEERS_KUBE_TOKEN_FILE=$RUN/admin-token" \
+        "PEERS_KUBE_VERSION=$KUBE_VERSION" \
+        "PEERS_ETCD_VERSION=$ETCD_VERSION" \
+        "PEERS_TEKTON_VERSION=$TEKTON_VERSION"; do
+        name=${pair%%=*} value=${pair#*=}
+        printf 'export %s=%q\n' "$name" "$value"
+    done > "$RUN/env"
+}
+
+print_env() {
+    [[ -f "$RUN/env" ]] || die "the control plane was never started: tools/peers.sh start"
+    cat "$RUN/env"
 }
 
 case "${1:-}" in
@@ -188,5 +447,30 @@ case "${1:-}" in
         [[ $# -eq 2 ]] || die "usage: tools/peers.sh path PEER"
         peer_path "$2"
         ;;
-    *) die "usage: tools/peers.sh build [PEER...] | path PEER" ;;
+    built)
+        shift
+        [[ $# -gt 0 ]] || die "usage: tools/peers.sh built PEER..."
+        missing=()
+        for peer in "$@"; do
+            [[ -x "$(peer_file "$peer")" ]] || missing+=("$peer")
+        done
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            echo "not built: ${missing[*]} (tools/peers.sh build ${missing[*]})"
+            exit 1
+        fi
+        ;;
+    start)
+        shift
+        start_control_plane
+        for extra in "$@"; do
+            case "$extra" in
+                tekton) start_tekton ;;
+                *) die "usage: tools/peers.sh start [tekton]" ;;
+            esac
+        done
+        ;;
+    stop) stop_control_plane ;;
+    status) ready ;;
+    env) print_env ;;
+    *) die "usage: tools/peers.sh build [PEER...] | path PEER | built PEER... | start [tekton] | stop | status | env" ;;
 esac
