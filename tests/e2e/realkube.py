@@ -193,7 +193,10 @@ class Kube:
         )
 
     def node(self, name: str) -> dict[str, Any]:
-        return self.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        """The node (made if missing: several modules share it)."""
+        if self.request("GET", f"/api/v1/nodes/{name}").status_code == 404:
+            self.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        return self.get(f"/api/v1/nodes/{name}")
 
     def pod(self, namespace: str, name: str, service_account: str, node: str | None = None) -> dict[str, Any]:
         """A pod that stays Pending (no kubelet), bound to ``node`` as the scheduler would bind it."""
