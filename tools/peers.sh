@@ -7,7 +7,7 @@
 #   tools/peers.sh built PEER...     exit 0 if every named peer is built (never builds; says what is not)
 #   tools/peers.sh start [tekton]    a local control plane on 127.0.0.1: etcd + kube-apiserver with
 #                                    their own TLS, service-account issuer and an admin token, state in
-#                                    build/peers/run/ (made anew); `tekton` adds Tekton's CRDs (read from
+#                                    build/peers/run/ (made anew), a kubeconfig there; `tekton` adds Tekton's CRDs (read from
 #                                    the Go module cache) and its controller.  Waits for /readyz.
 #   tools/peers.sh stop              stop what `start` started (by the pids it recorded)
 #   tools/peers.sh status            exit 0 if the control plane is up and ready
@@ -20,7 +20,12 @@
 #                small generated main: the differential peer of our parser (tests/unit).
 #   kube-apiserver, etcd
 #                Kubernetes' API server (k8s.io/kubernetes/cmd/kube-apiserver) and its store, for the
-#                end-to-end tests (issue 14, tests/e2e).  A cold build takes ~15-25 min on 2 cores.
+#                end-to-end tests (issue 14, tests/e2e).  Cold (empty module and build caches, 2
+#                cores, 2026-12-04): etcd 124 s + kube-apiserver 670 s, 13 min 15 s in all; warm,
+#                nothing.  `start` then takes ~5 s.
+#
+# Environment: PEERS_DIR (instead of build/peers), PEERS_RUN_DIR (the control plane's state, instead
+# of build/peers/run), PEERS_API_PORT, PEERS_ETCD_PORT, PEERS_ETCD_PEER_PORT (16443, 23790, 23800).
 #   kubectl      k8s.io/kubernetes/cmd/kubectl from the same wrapper module (optional: the tests use
 #                Python clients).
 #   tekton-controller
@@ -30,10 +35,12 @@ set -euo pipefail
 # The newest release of github.com/tektoncd/pipeline that the module proxy served on 2026-12-03
 # (v1.16.0 and v1.15.2 were refused).  Its go.mod has no replace lines and asks for go 1.26.4.
 TEKTON_VERSION=v1.15.1
-# A current Kubernetes release the proxy serves; its staging modules are v0.<minor>.<patch>.
-KUBE_VERSION=v1.36.3
-# The etcd release line Kubernetes 1.36 is tested with (v3.6); built from its own modules.
-ETCD_VERSION=v3.6.16
+# The newest Kubernetes release the proxy served on 2026-12-04 (v1.34.0 .. v1.37.2 listed); its
+# staging modules are v0.<minor>.<patch>.  Cold (empty module and build caches, 2 cores): 670 s.
+KUBE_VERSION=v1.37.2
+# The etcd release line Kubernetes 1.37 requires (its go.mod: go.etcd.io/etcd/client/v3 v3.7.0), at
+# the newest patch the proxy serves; built from its own modules.
+ETCD_VERSION=v3.7.3
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # PEERS_DIR moves everything (a cold build measured in an empty one, say).
@@ -368,7 +375,8 @@ start_control_plane() {
     wait_for etcd 30 etcd etcd_healthy
     local pki="$RUN/pki"
     # The issuer is the API server's own https URL, so OIDC discovery from `iss` reaches it; the
-    # API audiences are the issuer (kube-apiserver's default, said explicitly).
+    # API audiences are the issuer (kube-apiserver's default, said explicitly).  No endpoint
+    # reconciler: since 1.37 it refuses a loopback --advertise-address (1.36 only logged it).
     launch kube-apiserver "$apiserver" \
         --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
         --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
@@ -381,6 +389,7 @@ start_control_plane() {
         --service-account-signing-key-file "$pki/sa.key" \
         --api-audiences "$API_URL" \
         --service-cluster-ip-range 10.96.0.0/24 \
+        --endpoint-reconciler-type none \
         --cert-dir "$RUN/apiserver-certs" \
         --profiling=false --v 1
     wait_for kube-apiserver 180 kube-apiserver ready
