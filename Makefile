@@ -59,12 +59,12 @@ fuzz: lock-check $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/unit/test_properties.py
 	$(BIN)/python tools/fuzz.py --runs $(FUZZ_RUNS)
 
-# The end-to-end tests against real peers: tools/peers.sh builds etcd and kube-apiserver from the
-# Go module proxy (Go 1.26 needed; see tools/peers.sh for the cold build time), then tests/e2e starts
-# them on free loopback ports (`tools/peers.sh start`/`stop`).  `make test` runs tests/e2e too, but
-# never builds: where the peers are not built those tests are skipped, saying so.
+# The end-to-end tests against real peers: tools/peers.sh builds etcd, kube-apiserver and Tekton's
+# controller from the Go module proxy (Go 1.26 needed; tools/peers.sh has the cold build times), then
+# tests/e2e starts them on free loopback ports (`tools/peers.sh start [tekton]`/`stop`).  `make test`
+# runs tests/e2e too, but never builds: where the peers are not built those tests are skipped, saying so.
 e2e: lock-check $(STAMP)
-	bash tools/peers.sh build etcd kube-apiserver
+	bash tools/peers.sh build etcd kube-apiserver tekton-controller
 	$(BIN)/pytest -q -ra tests/e2e
 
 # BACKEND=oidc-sa-token signs with pod-bound service-account tokens instead of SPIFFE SVIDs.

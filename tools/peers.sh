@@ -419,8 +419,61 @@ stop_control_plane() {
     stop_one etcd
 }
 
+# Tekton's CRDs and ConfigMaps, read from the Go module cache (never copied into the repository),
+# then its controller, out of cluster with the admin's kubeconfig (no webhook: nothing here needs
+# defaulting or conversion by it; the controller sets defaults itself).  Ports: knative's health
+# probes take 8080 (fixed), Tekton's own PEERS_TEKTON_PROBES_PORT, profiling PEERS_TEKTON_PROFILING_PORT.
+TEKTON_NAMESPACE=tekton-pipelines
+# The entrypoint image `make image` builds (images/README.md); the shell image, one of its step images.
+ENTRYPOINT_IMAGE=${PEERS_ENTRYPOINT_IMAGE:-localhost/signed-entrypoint:latest}
+TEKTON_PROBES_PORT=${PEERS_TEKTON_PROBES_PORT:-18080}
+TEKTON_PROFILING_PORT=${PEERS_TEKTON_PROFILING_PORT:-18008}
+
+kube_apply() {
+    local py="$REPO/.venv/bin/python"
+    [[ -x "$py" ]] || die "applying objects needs the project's venv: make venv"
+    "$py" "$REPO/tools/kube_apply.py" --quiet --server "$API_URL" --ca-file "$RUN/pki/ca.crt" \
+        --token-file "$RUN/admin-token" "$@" || die "applying $* failed (see above)"
+}
+
+tekton_ready() {
+    grep -q 'Starting controllers' "$RUN/tekton-controller.log" 2>/dev/null \
+        && curl -fsS --max-time 2 "http://127.0.0.1:$TEKTON_PROBES_PORT/readiness" >/dev/null 2>&1
+}
+
 start_tekton() {
-    die "tekton: not implemented yet"
+    local ctl config
+    ctl=$(peer_file tekton-controller)
+    config="$PEERS/go/mod/github.com/tektoncd/pipeline@$TEKTON_VERSION/config"
+    [[ -x "$ctl" ]] || die "Tekton's controller is not built: tools/peers.sh build tekton-controller"
+    [[ -d "$config/300-crds" ]] || die "Tekton $TEKTON_VERSION's config/ is not in the module cache ($config)"
+    for port in 8080 "$TEKTON_PROBES_PORT" "$TEKTON_PROFILING_PORT"; do
+        port_free "$port" || die "port $port is taken (Tekton's controller needs 8080 for knative's probes; set PEERS_TEKTON_PROBES_PORT, PEERS_TEKTON_PROFILING_PORT)"
+    done
+    local start=$SECONDS
+    # No metrics or trace exporter (a metrics one would listen on 9090); the rest as Tekton ships it.
+    printf '%s\n' "apiVersion: v1" "kind: ConfigMap" \
+        "metadata: {name: config-observability, namespace: $TEKTON_NAMESPACE}" \
+        "data: {metrics-protocol: none, tracing-protocol: none}" > "$RUN/tekton-overrides.yaml"
+    kube_apply "$config/100-namespace" "$config/300-crds" "$config"/config-*.yaml "$RUN/tekton-overrides.yaml"
+    launch tekton-controller env \
+        SYSTEM_NAMESPACE="$TEKTON_NAMESPACE" KUBERNETES_MIN_VERSION=v1.28.0 \
+        CONFIG_DEFAULTS_NAME=config-defaults CONFIG_LOGGING_NAME=config-logging \
+        CONFIG_OBSERVABILITY_NAME=config-observability CONFIG_FEATURE_FLAGS_NAME=feature-flags \
+        CONFIG_LEADERELECTION_NAME=config-leader-election-controller CONFIG_SPIRE=config-spire \
+        METRICS_DOMAIN=tekton.dev/pipeline \
+        PROBES_PORT="$TEKTON_PROBES_PORT" PROFILING_PORT="$TEKTON_PROFILING_PORT" \
+        "$ctl" -kubeconfig "$RUN/kubeconfig" -disable-ha \
+        -entrypoint-image "$ENTRYPOINT_IMAGE" \
+        -nop-image "$ENTRYPOINT_IMAGE" \
+        -sidecarlogresults-image "$ENTRYPOINT_IMAGE" \
+        -workingdirinit-image "$ENTRYPOINT_IMAGE" \
+        -shell-image "localhost/signed-entrypoint-step-debian:latest" \
+        -shell-image-win "localhost/signed-entrypoint-no-windows-shell:latest"
+    wait_for "Tekton's controller" 120 tekton-controller tekton_ready
+    printf 'export %s=%q\n' PEERS_TEKTON_NAMESPACE "$TEKTON_NAMESPACE" \
+        PEERS_ENTRYPOINT_IMAGE "$ENTRYPOINT_IMAGE" >> "$RUN/env"
+    echo "peers.sh: Tekton's controller $TEKTON_VERSION ready in $((SECONDS - start)) s (-entrypoint-image $ENTRYPOINT_IMAGE)" >&2
 }
 
 # The control plane as `export NAME=value` lines, kept in $RUN/env by `start` (with the ports it used).

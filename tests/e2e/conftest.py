@@ -10,6 +10,7 @@ that reason, and only then: a control plane that is built but fails to start fai
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,41 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         assert started.returncode == 0, f"tools/peers.sh start failed:\n{started.stdout}{started.stderr}"
         described = peers("env", env=env)
         assert described.returncode == 0, described.stderr
-        yield ControlPlane.from_env(read_env(described.stdout), run_dir)
+        yield ControlPlane.from_env(read_env(described.stdout), run_dir, env)
     finally:
         stopped = peers("stop", env=env, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
         _keep_logs(run_dir)
+
+
+@dataclass(frozen=True)
+class Tekton:
+    """Tekton's controller, reconciling TaskRuns on the control plane."""
+
+    namespace: str
+    entrypoint_image: str
+    version: str
+
+
+@pytest.fixture(scope="session")
+def tekton(control_plane: ControlPlane) -> Tekton:
+    """Tekton's CRDs and ConfigMaps (from the Go module cache) and its controller, started once on
+    the session's control plane (``tools/peers.sh start tekton``) and stopped with it."""
+    why = not_built("tekton-controller")
+    if why:
+        pytest.skip(f"Tekton's controller is not built ({why}); `make e2e` builds it")
+    probes, profiling = free_ports(2)
+    env = {
+        **control_plane.peers_env,
+        "PEERS_TEKTON_PROBES_PORT": str(probes),
+        "PEERS_TEKTON_PROFILING_PORT": str(profiling),
+    }
+    started = peers("start", "tekton", env=env, timeout=240)
+    assert started.returncode == 0, f"tools/peers.sh start tekton failed:\n{started.stdout}{started.stderr}"
+    found = read_env(peers("env", env=env).stdout)
+    return Tekton(
+        found["PEERS_TEKTON_NAMESPACE"], found["PEERS_ENTRYPOINT_IMAGE"], found["PEERS_TEKTON_VERSION"]
+    )
 
 
 def _keep_logs(run_dir: Path) -> None:

@@ -42,9 +42,9 @@ def peers(
     )
 
 
-def not_built() -> str:
-    """Why the control plane cannot start here ("" when etcd and kube-apiserver are built)."""
-    p = peers("built", *CONTROL_PLANE)
+def not_built(*names: str) -> str:
+    """Why these peers (by default the control plane) cannot start here ("" when they are built)."""
+    p = peers("built", *(names or CONTROL_PLANE))
     return "" if p.returncode == 0 else (p.stdout + p.stderr).strip()
 
 
@@ -84,9 +84,11 @@ class ControlPlane:
     admin_token_file: Path
     run_dir: Path
     versions: dict[str, str]
+    # What tools/peers.sh needs to find this control plane again (its state dir and ports).
+    peers_env: dict[str, str]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], run_dir: Path) -> ControlPlane:
+    def from_env(cls, env: Mapping[str, str], run_dir: Path, peers_env: Mapping[str, str]) -> ControlPlane:
         return cls(
             url=env["PEERS_KUBE_API"],
             issuer=env["PEERS_KUBE_ISSUER"],
@@ -96,7 +98,9 @@ class ControlPlane:
             versions={
                 "kube-apiserver": env.get("PEERS_KUBE_VERSION", ""),
                 "etcd": env.get("PEERS_ETCD_VERSION", ""),
+                "tekton": env.get("PEERS_TEKTON_VERSION", ""),
             },
+            peers_env=dict(peers_env),
         )
 
     @property
@@ -272,3 +276,44 @@ class Kube:
                 "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
             },
         )
+
+
+def mount_service_account(admin: Kube, pod: dict[str, Any], directory: Path, ca_file: Path) -> Path:
+    """Write what the kubelet projects into ``pod`` (``token``, ``ca.crt``, ``namespace``) under
+    ``directory``: a real TokenRequest for the pod's service account, bound to the pod, for the
+    API audiences, asking 3607 s as the kubelet does."""
+    meta, spec = pod["metadata"], pod["spec"]
+    directory.mkdir(parents=True, exist_ok=True)
+    token = admin.token(meta["namespace"], spec["serviceAccountName"], seconds=KUBELET_TOKEN_SECONDS, pod=pod)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(ca_file.read_bytes())
+    (directory / "namespace").write_text(meta["namespace"])
+    return directory
+
+
+def in_pod_env(directory: Path, api_port: int) -> dict[str, str]:
+    """A step's environment in that pod: the in-cluster service address and the mounted files, and
+    none of the developer's signing or downward-API variables (the backend reads the pod from the
+    mounted token's claims)."""
+    env = dict.fromkeys(
+        (
+            "SIGNED_ENTRYPOINT_KUBE_API",
+            "SIGNED_ENTRYPOINT_SIGNING_BACKEND",
+            "SIGNED_ENTRYPOINT_SIGNATURE_FORMAT",
+            "POD_NAME",
+            "POD_UID",
+            "POD_NAMESPACE",
+            "POD_SERVICE_ACCOUNT",
+        ),
+        "",
+    )
+    env.update(
+        {
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(api_port),
+            "SIGNED_ENTRYPOINT_KUBE_TOKEN_FILE": str(directory / "token"),
+            "SIGNED_ENTRYPOINT_KUBE_CA_FILE": str(directory / "ca.crt"),
+            "SIGNED_ENTRYPOINT_KUBE_NAMESPACE_FILE": str(directory / "namespace"),
+        }
+    )
+    return env
