@@ -7,8 +7,9 @@
 #   tools/peers.sh built PEER...     exit 0 if every named peer is built (never builds; says what is not)
 #   tools/peers.sh start [tekton]    a local control plane on 127.0.0.1: etcd + kube-apiserver with
 #                                    their own TLS, service-account issuer and an admin token, state in
-#                                    build/peers/run/ (made anew), a kubeconfig there; `tekton` adds Tekton's CRDs (read from
-#                                    the Go module cache) and its controller.  Waits for /readyz.
+#                                    build/peers/run/ (made anew), a kubeconfig there; `tekton`
+#                                    adds Tekton's CRDs and ConfigMaps (read from the Go module
+#                                    cache) and its controller.  Waits for /readyz.
 #   tools/peers.sh stop              stop what `start` started (by the pids it recorded)
 #   tools/peers.sh status            exit 0 if the control plane is up and ready
 #   tools/peers.sh env               print `export NAME=value` lines describing the control plane
@@ -23,13 +24,15 @@
 #                end-to-end tests (issue 14, tests/e2e).  Cold (empty module and build caches, 2
 #                cores, 2026-12-04): etcd 124 s + kube-apiserver 670 s, 13 min 15 s in all; warm,
 #                nothing.  `start` then takes ~5 s.
-#
-# Environment: PEERS_DIR (instead of build/peers), PEERS_RUN_DIR (the control plane's state, instead
-# of build/peers/run), PEERS_API_PORT, PEERS_ETCD_PORT, PEERS_ETCD_PEER_PORT (16443, 23790, 23800).
 #   kubectl      k8s.io/kubernetes/cmd/kubectl from the same wrapper module (optional: the tests use
 #                Python clients).
 #   tekton-controller
 #                Tekton Pipelines' controller (github.com/tektoncd/pipeline/cmd/controller).
+#
+# Environment: PEERS_DIR (instead of build/peers), PEERS_RUN_DIR (the control plane's state, instead
+# of build/peers/run), PEERS_API_PORT, PEERS_ETCD_PORT, PEERS_ETCD_PEER_PORT (16443, 23790, 23800).
+# PEERS_TEKTON_PROBES_PORT, PEERS_TEKTON_PROFILING_PORT (18080, 18008; knative also takes *:8080),
+# PEERS_ENTRYPOINT_IMAGE (-entrypoint-image, localhost/signed-entrypoint:latest).
 set -euo pipefail
 
 # The newest release of github.com/tektoncd/pipeline that the module proxy served on 2026-12-03
