@@ -192,7 +192,15 @@ def _main(args: list[str]) -> int:
             signer.start()
         else:
             runner.when_idle.append(signer.start)
-    entrypointer = Entrypointer(config, waiter, runner, FilePostWriter(), log, signer=signer)
+    entrypointer = Entrypointer(
+        config,
+        waiter,
+        runner,
+        FilePostWriter(),
+        log,
+        signer=signer,
+        exit_code_of=lambda err: planned_exit_status(err, opts),
+    )
     try:
         entrypointer.go()
     except Fatal:
@@ -200,6 +208,28 @@ def _main(args: list[str]) -> int:
     except EntrypointError as exc:
         return exit_status(exc, opts, waiter)
     return 0
+
+
+def planned_exit_status(err: EntrypointError | None, opts: options.Options) -> int | None:
+    """The exit status :func:`exit_status` will give, decided before the final write so that the
+    signature can bind it; None where a debugger decides it (a breakpoint on failure)."""
+    from entrypoint._internal.step.substitution import StepResultIndexError
+
+    if err is None:
+        return 0
+    if isinstance(err, StepResultIndexError):
+        return 2
+    if isinstance(err, (DebugBeforeStepError, SkipError, MessageLengthError, DeadlineExceeded)):
+        return 1
+    if isinstance(err, ContextCanceled):
+        return EXIT_CANCELLED
+    if opts.breakpoint_on_failure:
+        return None
+    if isinstance(err, ChildExitError):
+        if opts.on_error != "continue":
+            return err.exit_code if err.exit_code >= 0 else 255
+        return 0
+    return 1
 
 
 def exit_status(err: EntrypointError, opts: options.Options, waiter: Waiter) -> int:

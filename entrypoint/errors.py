@@ -43,6 +43,7 @@ elsewhere, its module follows it; ``tests/unit/test_errors.py`` checks that this
     │   ├── ReservedResultError
     │   └── RetryableSigningError     _internal/backends/k8s_sat/fetch.py
     ├── VerificationError
+    │   ├── TaskRunObjectError
     │   └── VerificationFailed        _internal/verification/reasons.py
     ├── TrustError
     │   ├── TrustBundleError          _internal/backends/spire/trust.py
@@ -186,6 +187,10 @@ class ReservedResultError(SigningError):
 
 class VerificationError(EntrypointError):
     """A check of a signed message failed (the verifier turns it into a verdict, never raises it)."""
+
+
+class TaskRunObjectError(VerificationError):
+    """A TaskRun or Pod object that the verifier cannot read; the text names the field."""
 
 
 class TrustError(EntrypointError):

@@ -37,6 +37,12 @@ from entrypoint._internal.backends.spire.trust import (
 from entrypoint._internal.verification.formats import detect_format, known_formats
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
 from entrypoint._internal.verification.request import Request
+from entrypoint._internal.verification.taskrun import (
+    StepVerdict,
+    TaskRunOutcome,
+    TaskRunVerdict,
+    verify_taskrun,
+)
 from entrypoint.termination import RunResult, parse_entries
 
 __all__ = [
@@ -46,7 +52,10 @@ __all__ = [
     "KubeTokenReview",
     "KubeTrustError",
     "Reason",
+    "StepVerdict",
+    "TaskRunOutcome",
     "TaskRunRef",
+    "TaskRunVerdict",
     "TrustBundle",
     "TrustBundleError",
     "TrustSet",
@@ -125,6 +134,11 @@ class Verdict:
     # telling a re-run TaskRun of the same name (same SPIFFE ID) from the original.
     step: str | None = None
     signed_at: dt.datetime | None = None
+    # The compact format's version ("cs2", "cs1"), and what cs2 binds of the step's end: the exit
+    # code and start time the TaskRun records (None: not bound).
+    version: str | None = None
+    exit_code: int | None = None
+    started_at: dt.datetime | None = None
 
     def condition(self) -> dict[str, str]:
         """The TaskRun condition Tekton defines for this outcome (§8.4)."""
@@ -155,7 +169,19 @@ class Verdict:
             "unsigned": [{"key": r.key, "value": r.value, "type": r.type} for r in self.unsigned],
             "step": self.step,
             "signedAt": rfc3339(self.signed_at) if self.signed_at is not None else None,
+            "version": self.version,
+            "exitCode": self.exit_code,
+            "startedAt": rfc3339(self.started_at) if self.started_at is not None else None,
         }
+
+
+def _from_seconds(seconds: int | None) -> dt.datetime | None:
+    if seconds is None:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # bound, but beyond datetime's range: shown as not bound, still checked
 
 
 def rfc3339(when: dt.datetime) -> str:
@@ -194,7 +220,9 @@ class TaskRunRef:
     step the message must come from (not checked when None); only the compact format binds it, so
     a Tekton-format message fails a step check (StepMismatch) rather than pass unchecked.
     ``companions`` are the termination messages of the TaskRun's other steps, searched for the
-    chain a compact message refers to (``x509-ref``).
+    chain a compact message refers to (``x509-ref``).  ``exit_code`` and ``started_at`` (Unix
+    seconds) are what the TaskRun records for the step (``terminated.exitCode``/``startedAt``),
+    checked against what a cs2 message binds when given.
     """
 
     namespace: str
@@ -204,6 +232,8 @@ class TaskRunRef:
     service_account: str | None = None
     step: str | None = None
     companions: tuple[str, ...] = ()
+    exit_code: int | None = None
+    started_at: int | None = None
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -336,6 +366,8 @@ class Verifier:
             pod_name=taskrun.pod_name,
             pod_uid=taskrun.pod_uid,
             service_account=taskrun.service_account,
+            exit_code=taskrun.exit_code,
+            started_at=taskrun.started_at,
         )
         try:
             outcome = fmt.verify(entries, request)
@@ -363,6 +395,19 @@ class Verifier:
             unsigned=tuple(e for e in visible if e.key not in signed),
             step=outcome.step,
             signed_at=signed_at,
+            version=outcome.version,
+            exit_code=outcome.exit_code,
+            started_at=_from_seconds(outcome.started_at),
+        )
+
+    def verify_taskrun(self, obj: Any, *, pod: Any = None, at: dt.datetime | None = None) -> TaskRunVerdict:
+        """Verify a whole TaskRun as the API server stores it (``obj``: its JSON object, e.g.
+        ``kubectl get taskrun -o json``): every step's message, and every result in its status
+        traced to the verified message Tekton took it from.  ``pod``, the TaskRun's Pod object
+        while it exists, supplies the raw messages and the pod's UID.  Never raises on bad input."""
+        when = _utc(at)
+        return verify_taskrun(
+            lambda message, ref: self.verify_message(message, ref, at=when), TaskRunRef, obj, pod=pod, at=when
         )
 
 

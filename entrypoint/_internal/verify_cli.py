@@ -5,6 +5,7 @@
                       [--jwks FILE | --kube-api URL [--kube-token-file F] [--kube-ca-file F]]
                       [--pod-name NAME] [--pod-uid UID] [--service-account SA]
                       [--at RFC3339-TIME] [--json] [--step N] [--format F] MESSAGE [--companion FILE ...]
+    entrypoint verify --taskrun-object FILE [--pod-object FILE] [trust options] [--at T] [--json]
     entrypoint save-jwks --kube-api URL [--kube-token-file F] [--kube-ca-file F] --output FILE
 
 SPIFFE trust (``--trust-domain`` and a bundle) checks messages signed with an SVID; Kubernetes
@@ -14,6 +15,10 @@ signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md).  Give either 
 ``--step`` and ``--companion`` concern the compact format (docs/compact-format.md): the step the
 message must come from, and the messages of the TaskRun's other steps, where a chain the message
 refers to (instead of embedding it) is looked up.
+
+``--taskrun-object`` verifies a whole TaskRun as the API server stores it (``kubectl get taskrun
+NAME -o json``, ``-`` for stdin): every step's message and every result of its status
+(docs/verify-taskrun.md); ``--pod-object`` adds its Pod, for the raw messages and the pod's UID.
 
 Exit status: 0 verified, 1 not verified (including when no trust could be obtained), 2 usage.
 This is not on a step's path, so it uses argparse rather than Go's flag syntax.
@@ -43,6 +48,7 @@ from entrypoint.verify import (
     KubeTrustError,
     Reason,
     TaskRunRef,
+    TaskRunVerdict,
     TrustBundle,
     TrustSet,
     Verdict,
@@ -74,12 +80,22 @@ class _Parser(argparse.ArgumentParser):
 # A message file may be a TaskRun status's re-serialised message, where Go's escaping can make each
 # character six bytes; anything beyond that is not a termination message.
 MAX_INPUT_BYTES = 6 * MAX_MESSAGE_CHARS
+# etcd keeps objects of at most 1.5 MiB by default; a TaskRun or Pod beyond a few MiB is not one.
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
 
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Verify the signed results of a TaskRun's termination message.")
+    p.add_argument("--taskrun", metavar="NAMESPACE/NAME", help="the TaskRun that must have signed")
     p.add_argument(
-        "--taskrun", required=True, metavar="NAMESPACE/NAME", help="the TaskRun that must have signed"
+        "--taskrun-object",
+        metavar="FILE",
+        help="a TaskRun object as JSON (kubectl get taskrun NAME -o json; - for stdin): verify all of it",
+    )
+    p.add_argument(
+        "--pod-object",
+        metavar="FILE",
+        help="with --taskrun-object: the TaskRun's Pod as JSON, while it exists",
     )
     p.add_argument("--trust-domain", metavar="TD", help="the SPIFFE trust domain, e.g. example.org")
     trust = p.add_mutually_exclusive_group()
@@ -136,7 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         help="accept only this signature format (repeatable; default: any known format)",
     )
     p.add_argument(
-        "message", metavar="MESSAGE", help="termination message file (plain or tknz:), or - for stdin"
+        "message",
+        metavar="MESSAGE",
+        nargs="?",
+        help="termination message file (plain or tknz:), or - for stdin (not with --taskrun-object)",
     )
     return p
 
@@ -196,10 +215,55 @@ def _read_message(path: str, stdin: TextIO, what: str = "MESSAGE") -> str:
         raise _Usage(f"{what} {name}: cannot read: {exc.strerror or exc}") from exc
 
 
+def _read_object(path: str, stdin: TextIO, what: str, kind: str) -> object:
+    try:
+        data = read_fd(stdin.fileno(), MAX_OBJECT_BYTES) if path == "-" else read_file(path, MAX_OBJECT_BYTES)
+    except OSError as exc:
+        raise _Usage(
+            f"{what} {'stdin' if path == '-' else path}: cannot read: {exc.strerror or exc}"
+        ) from exc
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise _Usage(f"{what} {path}: not JSON: {exc}") from exc
+    if isinstance(obj, dict) and str(obj.get("kind", "")).endswith("List"):
+        raise _Usage(
+            f"{what} {path}: a list of objects; give one {kind} (kubectl get {kind.lower()} NAME -o json)"
+        )
+    return obj
+
+
+def _object_mode(args: argparse.Namespace) -> None:
+    if args.taskrun_object is None:
+        if args.pod_object is not None:
+            raise _Usage("--pod-object needs --taskrun-object")
+        if args.taskrun is None or args.message is None:
+            raise _Usage("give --taskrun NAMESPACE/NAME and MESSAGE, or --taskrun-object FILE")
+        return
+    clash = [
+        flag
+        for flag, value in (
+            ("--taskrun", args.taskrun),
+            ("MESSAGE", args.message),
+            ("--step", args.step),
+            ("--companion", args.companion or None),
+            ("--pod-name", args.pod_name),
+            ("--pod-uid", args.pod_uid),
+            ("--service-account", args.service_account),
+        )
+        if value is not None
+    ]
+    if clash:
+        raise _Usage(f"--taskrun-object reads {', '.join(clash)} from the object; do not give them")
+    if args.taskrun_object == "-" and args.pod_object == "-":
+        raise _Usage("stdin (-) can be read only once")
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
-        namespace, name = _taskrun(args.taskrun)
+        _object_mode(args)
+        namespace, name = _taskrun(args.taskrun) if args.taskrun is not None else ("", "")
         spiffe = args.trust_domain is not None
         if spiffe:
             try:
@@ -219,8 +283,16 @@ def main(argv: list[str]) -> int:
         step = _step(args.step) if args.step is not None else None
         if [args.message, *args.companion].count("-") > 1:
             raise _Usage("stdin (-) can be read only once: as MESSAGE or as one --companion")
-        message = _read_message(args.message, sys.stdin)
-        companions = [_read_message(path, sys.stdin, "--companion") for path in args.companion]
+        objects: tuple[object, object] | None = None
+        message, companions = "", []
+        if args.taskrun_object is not None:
+            pod = None
+            if args.pod_object is not None:
+                pod = _read_object(args.pod_object, sys.stdin, "--pod-object", "Pod")
+            objects = (_read_object(args.taskrun_object, sys.stdin, "--taskrun-object", "TaskRun"), pod)
+        else:
+            message = _read_message(args.message, sys.stdin)
+            companions = [_read_message(path, sys.stdin, "--companion") for path in args.companion]
     except _Usage as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -258,6 +330,10 @@ def main(argv: list[str]) -> int:
     verifier = Verifier(
         TrustSet(spiffe=trust, kube=kube), check_chain=not args.no_chain, formats=args.formats
     )
+    if objects is not None:
+        taskrun_verdict = verifier.verify_taskrun(objects[0], pod=objects[1], at=at)
+        _print_taskrun(taskrun_verdict, as_json=args.json, trust_errors=(trust_error, kube_error))
+        return EXIT_VERIFIED if taskrun_verdict.verified else EXIT_NOT_VERIFIED
     taskrun = TaskRunRef(
         namespace,
         name,
@@ -335,6 +411,28 @@ def _print(verdict: Verdict, *, as_json: bool) -> None:
     if verdict.unsigned:
         print("NOT COVERED BY THE SIGNATURE (shown for information; do not trust):")
         _print_entries(verdict.unsigned)
+
+
+def _print_taskrun(verdict: TaskRunVerdict, *, as_json: bool, trust_errors: tuple[str, str]) -> None:
+    if as_json:
+        print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
+        return
+    ref = _safe(f"{verdict.namespace}/{verdict.name}")
+    if verdict.verified:
+        print(f"VERIFIED taskrun {ref} at {rfc3339(verdict.checked_at)}: {_safe(verdict.message)}")
+    else:
+        print(f"NOT VERIFIED taskrun {ref}: {verdict.outcome} {verdict.reason}: {_safe(verdict.message)}")
+        if verdict.reason == Reason.TRUST_UNAVAILABLE:
+            for detail in trust_errors:
+                if detail:
+                    print(f"  ({_safe(detail)})")
+    for s in verdict.steps:
+        v = s.verdict
+        who = f" {v.format} {_safe(str(v.identity))}" if v is not None and v.verified else ""
+        why = f": {v.reason}" if v is not None and not v.verified else ""
+        print(f"  step {_safe(s.name)} ({s.source}): {s.outcome}{who}{why}")
+    for r in verdict.results:
+        print(f"  {r.where} {_safe(r.name)}: from step {_safe(str(r.step))} ({r.covered_by})")
 
 
 def _print_entries(entries: tuple[RunResult, ...]) -> None:

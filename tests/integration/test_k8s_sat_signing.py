@@ -307,8 +307,9 @@ def with_material(
         elif e.key == "SA_TOKEN" and token is not None:
             e = RunResult(e.key, token, e.type)
         elif e.key == "SIGNATURE":
-            # cs1.<step>.<signedAt>.<alg>.<signature>.k8s-sat:<point>:<JWT>, edited as text.
-            *head, material = e.value.split(".", 5)
+            # cs2.<step>.<signedAt>.<exitCode>.<startedAt>.<alg>.<signature>.k8s-sat:<point>:<JWT>,
+            # edited as text.
+            *head, material = e.value.split(".", 7)
             kind, old_point, old_token = material.split(":", 2)
             point = b64(point_of(key)) if key is not None else old_point
             e = RunResult(e.key, ".".join([*head, f"{kind}:{point}:{token or old_token}"]), e.type)
@@ -322,7 +323,7 @@ def signing_key(signed: Signed) -> ec.EllipticCurvePublicKey:
         key = load_pem_public_key(found["SA_TOKEN_KEY"].encode())
         assert isinstance(key, ec.EllipticCurvePublicKey)
         return key
-    point = found["SIGNATURE"].split(".", 5)[5].split(":")[1]
+    point = found["SIGNATURE"].split(".", 7)[7].split(":")[1]
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(point))
 
 
@@ -426,8 +427,8 @@ def _copy(source: str, target: str) -> Mutation:
     return copy
 
 
-# The SIGNATURE value's fields: cs1.<step>.<signedAt>.<alg>.<signature>.<material>.
-STEP, SIGNED_AT, ALG, SIG = 1, 2, 3, 4
+# The SIGNATURE value's fields: cs2.<step>.<signedAt>.<exitCode>.<startedAt>.<alg>.<signature>.<material>.
+STEP, SIGNED_AT, EXIT_CODE, STARTED_AT, ALG, SIG = 1, 2, 3, 4, 5, 6
 
 
 def _signature_field(index: int, change: Callable[[str], str]) -> Mutation:
@@ -437,7 +438,7 @@ def _signature_field(index: int, change: Callable[[str], str]) -> Mutation:
         out = []
         for e in es:
             if e.key == "SIGNATURE":
-                fields = e.value.split(".", 5)
+                fields = e.value.split(".", 7)
                 fields[index] = change(fields[index])
                 e = RunResult(e.key, ".".join(fields), e.type)
             out.append(e)
@@ -485,9 +486,13 @@ COMPACT_TAMPERING: dict[str, tuple[Mutation, str]] = {
     "values swapped between results": (_swap("a", "b", with_sigs=False), "SignatureInvalid"),
     "type changed": (_retype("a", 2), "SignatureInvalid"),
     "added entry": (_add("injected", "x"), "SignatureInvalid"),
-    "added internal entry": (_add("ExitCode", "0", 3), "SignatureInvalid"),
+    # Internal entries are not in cs2's statement (the TaskRun drops them); what Tekton reads from
+    # them, the exit code and start time, is bound and checked against them.
+    "added internal entry": (_add("ExitCode", "1", 3), "ExitCodeMismatch"),
     "dropped entry": (_drop("a"), "SignatureInvalid"),
-    "start time changed": (_set("StartedAt", "2020-01-01T00:00:00.000Z"), "SignatureInvalid"),
+    "start time changed": (_set("StartedAt", "2020-01-01T00:00:00.000Z"), "StartTimeMismatch"),
+    "exit code field changed": (_signature_field(EXIT_CODE, lambda _: "1"), "SignatureInvalid"),
+    "start time field changed": (_signature_field(STARTED_AT, lambda t: str(int(t) + 1)), "SignatureInvalid"),
     # Inside the SIGNATURE value: each field is part of what is signed or checked.
     "signedAt a second earlier": (_signed_at(-1), "SignatureInvalid"),
     "signedAt before the token": (_signed_at(-3600), "TokenUntrusted"),  # beyond the 60 s before nbf

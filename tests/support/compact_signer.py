@@ -1,4 +1,5 @@
-"""An independent signer of the compact format cs1, written from docs/compact-format.md §3-§5 alone:
+"""An independent signer of the compact format (cs1, and cs2's statement), written from
+docs/compact-format.md §3-§5 and §8 alone:
 agreeing with the document, not with the shared codec, is what the tests check.
 """
 
@@ -58,6 +59,34 @@ def statement_bytes(entries: Sequence[RunResult], *, step: str, signed_at: int, 
     text = (
         '{"entries":[' + ",".join(listed) + '],"format":"cs1","material":"' + chain_sha256.hex()
         + '","signedAt":' + str(signed_at) + ',"step":' + jcs_string(step) + "}"
+    )  # fmt: skip
+    return text.encode("utf-8")
+
+
+def statement_bytes_v2(
+    entries: Sequence[RunResult],
+    *,
+    step: str,
+    signed_at: int,
+    chain_sha256: bytes,
+    exit_code: int | None,
+    started_at: int | None,
+) -> bytes:
+    """§8: cs2's statement, by hand: no type-3 entries, and the exit code and start time."""
+    listed = [
+        '{"digest":"' + hashlib.sha256(e.value.encode()).hexdigest() + '","name":' + jcs_string(e.key)
+        + ',"type":' + str(e.type) + "}"
+        for e in as_controller(entries)
+        if e.key != "SIGNATURE" and e.type != 3
+    ]  # fmt: skip
+
+    def number(n: int | None) -> str:
+        return "null" if n is None else str(n)
+
+    text = (
+        '{"entries":[' + ",".join(listed) + '],"exitCode":' + number(exit_code) + ',"format":"cs2",'
+        + '"material":"' + chain_sha256.hex() + '","signedAt":' + str(signed_at)
+        + ',"startedAt":' + number(started_at) + ',"step":' + jcs_string(step) + "}"
     )  # fmt: skip
     return text.encode("utf-8")
 

@@ -212,7 +212,7 @@ def message_token(path: Path) -> str:
     found = values(path)
     if "SA_TOKEN" in found:
         return found["SA_TOKEN"]
-    material = found["SIGNATURE"].split(".", 5)[5]
+    material = found["SIGNATURE"].split(".", 7)[7]
     kind, _, rest = material.partition(":")
     assert kind == "k8s-sat", material
     return rest.partition(":")[2]

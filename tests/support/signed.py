@@ -69,10 +69,12 @@ class SignedMessage:
 SignedMessageFactory = Callable[..., SignedMessage]
 
 
-def _sign(fmt: str, entries: list[RunResult], identity: Identity, step: str) -> tuple[RunResult, ...]:
+def _sign(
+    fmt: str, entries: list[RunResult], identity: Identity, step: str, exit_code: int | None
+) -> tuple[RunResult, ...]:
     if fmt == "tekton":
         return (*entries, *TektonFormat().sign(entries, identity))
-    [option] = CompactFormat(step).seal_options(entries, identity, frozenset())
+    [option] = CompactFormat(step).seal_options(entries, identity, frozenset(), exit_code=exit_code)
     return tuple(option)
 
 
@@ -90,10 +92,12 @@ def make_signed_message(
     ttl: dt.timedelta = dt.timedelta(hours=1),
     claims: dict[str, Any] | None = None,
     svid: Svid | None = None,
+    exit_code: int | None = 0,
 ) -> SignedMessage:
     """A message of ``results`` signed in ``fmt`` by ``backend``'s identity: an SVID of ``spiffe_id``
     from ``ca`` (``key_type``, validity from ``not_before`` for ``ttl``), or a pod-bound token from
-    ``issuer`` with ``claims`` changed."""
+    ``issuer`` with ``claims`` changed.  ``exit_code``: the step's exit status, which the compact
+    format binds."""
     if fmt not in FORMATS or backend not in BACKENDS:
         raise ValueError(f"no such format or backend: {fmt!r}, {backend!r}")
     entries = list(results)
@@ -116,4 +120,6 @@ def make_signed_message(
             service_account=tokens.SA,
             step=step if fmt == "compact" else None,
         )
-    return SignedMessage(fmt, backend, _sign(fmt, entries, identity, step), Verifier(trust), ref, svid)
+    return SignedMessage(
+        fmt, backend, _sign(fmt, entries, identity, step, exit_code), Verifier(trust), ref, svid
+    )

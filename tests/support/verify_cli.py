@@ -33,4 +33,7 @@ VERDICT_JSON_KEYS = {
     "unsigned",
     "step",
     "signedAt",
+    "version",
+    "exitCode",
+    "startedAt",
 }

@@ -86,15 +86,16 @@ def _flip_base64(text: str) -> str:
 
 
 def _signature_part(g: SignedMessage, change: Callable[[str], str]) -> list[RunResult]:
-    """The signature itself changed: Tekton's is the whole value, cs1's the fifth of its six
-    '.'-separated fields (docs/compact-format.md §3; the others carry the tag, step, time,
-    algorithm and identity material)."""
+    """The signature itself changed: Tekton's is the whole value, cs2's the seventh of its eight
+    '.'-separated fields (docs/compact-format.md §3; the others carry the tag, step, time, exit
+    code, start time, algorithm and identity material)."""
     key = _signing_key(g)
     value = _value(g, key)
     if g.fmt == "tekton":
         return _with(g, key, change(value))
-    fields = value.split(".", 5)
-    fields[4] = change(fields[4])
+    assert value.startswith("cs2."), value  # what the entrypoint writes
+    fields = value.split(".", 7)
+    fields[6] = change(fields[6])
     return _with(g, key, ".".join(fields))
 
 
@@ -297,7 +298,9 @@ ATTACKS: tuple[Attack, ...] = (
         formats=("compact",),
     ),
     Attack("change-step-result", _step_result_changed, {"tekton": VERIFIED, "compact": "SignatureInvalid"}),
-    Attack("change-internal-entry", _started_at, {"tekton": VERIFIED, "compact": "SignatureInvalid"}),
+    # cs2 leaves internal entries out of the statement (the TaskRun drops them) but binds the
+    # start time Tekton reads from StartedAt, and checks the entry against it.
+    Attack("change-internal-entry", _started_at, {"tekton": VERIFIED, "compact": "StartTimeMismatch"}),
     Attack("stray-signature-entry", _ghost_sig, {"tekton": VERIFIED, "compact": "SignatureInvalid"}),
     # -- duplicates and empty entries (Tekton before v0.68 read them differently)
     Attack(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -23,7 +24,16 @@ from entrypoint._internal.formats import compact as codec
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import Svid, TestCA
 from entrypoint.verify import Reason, TrustBundle, Verdict, verify_entries, verify_message
-from tests.support.compact_signer import RESULTS, Parts, b64u, replace, sign, sign_parts, statement_bytes
+from tests.support.compact_signer import (
+    RESULTS,
+    Parts,
+    b64u,
+    replace,
+    sign,
+    sign_parts,
+    statement_bytes,
+    statement_bytes_v2,
+)
 from tests.support.messages import message
 from tests.support.paths import REPO
 from tests.support.pki import NS, TASKRUN, TD, spiffe_id
@@ -94,6 +104,61 @@ def test_independent_statement_equals_the_codecs(case: str, step: str) -> None:
     assert mine == codec.statement(entries, step=step, signed_at=1795341600, material_digest=digest)
 
 
+@pytest.mark.parametrize("case", STATEMENT_CASES)
+@pytest.mark.parametrize(("exit_code", "started_at"), [(0, 1795341600), (-1, None), (None, None), (255, 0)])
+def test_independent_cs2_statement_equals_the_codecs(
+    case: str, exit_code: int | None, started_at: int | None
+) -> None:
+    entries = [*STATEMENT_CASES[case], RunResult("StartedAt", "2026-11-22T10:00:00.000Z", 3)]
+    digest = hashlib.sha256(b"chain").digest()
+    mine = statement_bytes_v2(
+        entries,
+        step="3",
+        signed_at=1795341600,
+        chain_sha256=digest,
+        exit_code=exit_code,
+        started_at=started_at,
+    )
+    theirs = codec.statement_of_view(
+        codec.controller_view(entries),
+        step="3",
+        signed_at=1795341600,
+        material_digest=digest,
+        tag="cs2",
+        exit_code=exit_code,
+        started_at=started_at,
+    )
+    assert mine == theirs
+    assert b"StartedAt" not in mine  # internal entries are not listed: the TaskRun drops them
+
+
+def test_the_entrypoints_cs2_signature_verifies_over_the_documents_statement(ca: TestCA) -> None:
+    """The signer's value, decoded by §8's field layout, signs §8's statement (written by hand)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from entrypoint._internal.backends.spire.evidence import x509_identity
+    from entrypoint._internal.signing.compact_format import CompactFormat
+
+    svid = ca.issue_svid(f"spiffe://{TD}/ns/{NS}/taskrun/{TASKRUN}")
+    entries = [RunResult("a", "1", 1), RunResult("StartedAt", "2026-11-22T10:00:00.999Z", 3)]
+    [sealed] = CompactFormat("2").seal_options(
+        entries, x509_identity(svid.key, svid.chain, "t"), frozenset(), exit_code=7
+    )
+    value = next(e.value for e in sealed if e.key == "SIGNATURE")
+    tag, step, signed_at, exit_code, started_at, alg, sig, material = value.split(".", 7)
+    assert (tag, step, exit_code, started_at, alg) == ("cs2", "2", "7", "1795341600", "ES256")
+    assert material == "x509:" + b64u(svid.chain_der())
+    stmt = statement_bytes_v2(
+        entries, step="2", signed_at=int(signed_at), chain_sha256=hashlib.sha256(svid.chain_der()).digest(),
+        exit_code=7, started_at=1795341600,
+    )  # fmt: skip
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public = svid.key.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(der, stmt, ec.ECDSA(hashes.SHA256()))
+
+
 def test_the_documented_example_statement_is_reproduced_from_the_document() -> None:
     example = json.loads((REPO / "docs" / "compact-example.json").read_text())
     entries = [RunResult(o["key"], o["value"], o.get("type", 0)) for o in json.loads(example["message"])]
@@ -104,6 +169,31 @@ def test_the_documented_example_statement_is_reproduced_from_the_document() -> N
     assert rebuilt.decode() == example["statement"]
     der = base64.urlsafe_b64decode(parts_of(entries).material.removeprefix("x509:") + "==")
     assert hashlib.sha256(der).hexdigest() == example["materialSha256"]
+
+
+def test_the_cs2_example_is_reproduced_from_the_document_and_verifies() -> None:
+    example = json.loads((REPO / "docs" / "compact-example-cs2.json").read_text())
+    entries = [RunResult(o["key"], o["value"], o.get("type", 0)) for o in json.loads(example["message"])]
+    rebuilt = statement_bytes_v2(
+        entries,
+        step=example["step"],
+        signed_at=example["signedAt"],
+        chain_sha256=bytes.fromhex(example["materialSha256"]),
+        exit_code=example["exitCode"],
+        started_at=example["startedAt"],
+    )
+    assert rebuilt.decode() == example["statement"]
+    roots = tuple(x509.load_pem_x509_certificates(example["trustBundlePem"].encode()))
+    v = verify_message(
+        example["message"],
+        namespace=example["namespace"],
+        name=example["name"],
+        trust=TrustBundle(example["trustDomain"], roots),
+        step=example["step"],
+        at=dt.datetime.fromisoformat(example["verifyAt"]),
+    )
+    assert v.verified, v.message
+    assert (v.version, v.exit_code) == ("cs2", 0)
 
 
 def test_independent_value_decodes_with_the_codec(signed: list[RunResult], svid: Svid) -> None:
@@ -424,7 +514,7 @@ def test_wrong_number_of_fields_is_invalid(signed: list[RunResult], trust: Trust
     rejected(check(with_signature(signed, value), trust), Reason.MESSAGE_INVALID)
 
 
-@pytest.mark.parametrize("tag", ["cs2", "CS1", "cs1x"])
+@pytest.mark.parametrize("tag", ["cs3", "CS1", "cs1x"])
 def test_another_format_tag_is_not_recognised(signed: list[RunResult], trust: TrustBundle, tag: str) -> None:
     value = parts_of(signed).value().replace("cs1", tag, 1)
     v = check(with_signature(signed, value), trust)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -327,6 +328,9 @@ class RecordingSigner:
     def interrupt(self, reason: str) -> None:
         self.interrupted = reason
 
+    def ended(self, exit_code: int | None) -> None:
+        self.ended_with = exit_code
+
 
 def test_signer_is_called_per_phase_even_without_result_files(tmp_path: Path) -> None:
     ep, _, _, _ = make(tmp_path, command=["x"], results=["foo"], step_results=["bar"])
@@ -343,3 +347,71 @@ def test_signer_not_called_when_no_results_declared(tmp_path: Path) -> None:
     ep.signer = signer
     ep.go()
     assert signer.calls == []
+
+
+# -- the exit status a sealing signer binds ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [(None, 0), (ChildExitError(3), 3), (ContextCanceled(), None)],
+)
+def test_the_signer_learns_the_exit_status_before_the_final_write(
+    tmp_path: Path, error: EntrypointError | None, expected: int | None
+) -> None:
+    ep, _, _, _ = make(tmp_path, runner=FakeRunner(error=error), command=["x"], results=["foo"])
+    signer = RecordingSigner()
+    ep.signer = signer
+    # A mapping that knows only success and a child's exit: anything else is "not known here".
+    ep.exit_code_of = lambda err: (
+        0 if err is None else err.exit_code if isinstance(err, ChildExitError) else None
+    )
+    with pytest.raises(EntrypointError) if error is not None else contextlib.nullcontext():
+        ep.go()
+    assert signer.ended_with == expected
+
+
+def test_without_a_mapping_the_exit_status_is_unknown(tmp_path: Path) -> None:
+    ep, _, _, _ = make(tmp_path, command=["x"], results=["foo"])
+    signer = RecordingSigner()
+    ep.signer = signer
+    ep.go()
+    assert signer.ended_with is None
+
+
+@pytest.mark.parametrize("on_error", ["", "continue"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        None,
+        ChildExitError(3),
+        ChildExitError(-1),
+        ContextCanceled(),
+        DeadlineExceeded(),
+        DebugBeforeStepError(),
+        SkipError(),
+        StartError("no such file"),
+    ],
+    ids=repr,
+)
+def test_the_planned_exit_status_is_the_one_the_process_gets(
+    error: EntrypointError | None, on_error: str
+) -> None:
+    from entrypoint import cli
+    from entrypoint._internal.step.options import Options
+
+    opts = Options()
+    opts.on_error = on_error
+    planned = cli.planned_exit_status(error, opts)
+    actual = 0 if error is None else cli.exit_status(error, opts, FakeWaiter())
+    assert planned == actual
+
+
+def test_no_exit_status_is_planned_when_a_debugger_decides_it() -> None:
+    from entrypoint import cli
+    from entrypoint._internal.step.options import Options
+
+    opts = Options()
+    opts.breakpoint_on_failure = True
+    assert cli.planned_exit_status(ChildExitError(3), opts) is None
+    assert cli.planned_exit_status(None, opts) == 0

@@ -343,7 +343,10 @@ def test_the_evidence_decoder_loads_while_the_helper_is_still_fetching(tmp_path:
         "    if 'entrypoint._internal.backends.spire.evidence' in sys.modules: break\n"
         "    time.sleep(0.01)\n"
         "print('loaded' if 'entrypoint._internal.backends.spire.evidence' in sys.modules else 'missing',\n"
-        "      'answered' if s._done.is_set() else 'fetching')\n"
+        "      'answered' if s._done.is_set() else 'fetching', flush=True)\n"
+        # As the entrypoint ends (cli.py): at once.  A normal exit would finalise the interpreter
+        # under the prefetch thread's imports, which CPython may abort (SIGABRT) for.
+        "import os; os._exit(0)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.split() == ["loaded", "fetching"]

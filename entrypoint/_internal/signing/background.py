@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 
         def warm_up(self, identity: Identity) -> None: ...
 
-        def seal_options(self, entries: list[RunResult], identity: Identity) -> list[list[RunResult]]: ...
+        def seal_options(
+            self, entries: list[RunResult], identity: Identity, *, exit_code: int | None = None
+        ) -> list[list[RunResult]]: ...
 
         def after_write(self, written: list[RunResult]) -> None: ...
 
@@ -101,6 +103,7 @@ class BackgroundSigner:
         self._thread = threading.Thread(target=self._run, name=f"{name}-prefetch", daemon=True)
         # Steps that come after signing, owned by whoever adds them (a backend's log upload).
         self.post_sign: list[PostSignHook] = []
+        self._exit_code: int | None = None
 
     def start(self) -> BackgroundSigner:
         """Begin preparing (idempotent).  Best called when the main thread goes idle: the imports
@@ -204,12 +207,16 @@ class BackgroundSigner:
         signed = self._format.sign(entries, identity)
         return signed + self._after_signing(signed, identity) if signed else signed
 
+    def ended(self, exit_code: int | None) -> None:
+        """The exit status the step's process will have; a sealing format binds it (None: unknown)."""
+        self._exit_code = exit_code
+
     def seal_options(self, entries: list[RunResult]) -> list[list[RunResult]]:
         identity = self.identity()
         assert self._format is not None
         return [
             option + self._after_signing(option, identity)
-            for option in self._format.seal_options(entries, identity)
+            for option in self._format.seal_options(entries, identity, exit_code=self._exit_code)
         ]
 
     def _after_signing(self, signed: list[RunResult], identity: Identity) -> list[RunResult]:

@@ -1,4 +1,4 @@
-"""The compact wire format `cs1` (docs/compact-format.md): one signature per termination message.
+"""The compact wire format (docs/compact-format.md): one ``cs2`` signature per termination message.
 
 Unlike Tekton's format, nothing is appended per results phase; instead every write of the
 termination file is *sealed*: the previous SIGNATURE entry is replaced by one over a statement of
@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from entrypoint._internal.bounded import read_file
-from entrypoint._internal.formats.compact import SIGNATURE_KEY, SignatureValue, statement
+from entrypoint._internal.formats.compact import (
+    SIGNATURE_KEY,
+    TAG_V2,
+    SignatureValue,
+    controller_view,
+    observed_in,
+    statement_of_view,
+)
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 from entrypoint.termination import ResultType, RunResult
@@ -73,18 +80,37 @@ class CompactFormat:
         self.seal_options([], identity, frozenset())
 
     def seal_options(
-        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes] | None = None
+        self,
+        entries: list[RunResult],
+        identity: Identity,
+        embedded_elsewhere: frozenset[bytes] | None = None,
+        *,
+        exit_code: int | None = None,
     ) -> list[list[RunResult]]:
         """The message's entries with a fresh SIGNATURE: first with the material embedded, then, if
         an earlier step of the pod embedded the same material (its SHA-256 is among the earlier
-        steps' markers, or in ``embedded_elsewhere`` when given), with a reference to it instead."""
+        steps' markers, or in ``embedded_elsewhere`` when given), with a reference to it instead.
+        ``exit_code`` is the process's exit status once the step has ended (None before)."""
         kind, material, ref_kind = identity.evidence.compact_material(identity)
         if ref_kind:
             self._shared_kinds.add(kind)
         digest = hashlib.sha256(material).digest()
         signed_at = int(self.clock())
         body = [e for e in entries if e.key != SIGNATURE_KEY]
-        stmt = statement(body, step=self.step, signed_at=signed_at, material_digest=digest)
+        view = controller_view(body)
+        # Bound as the TaskRun will record them: Tekton lets an ExitCode entry (onError: continue)
+        # override the container's exit status, and takes the start time from StartedAt.
+        from_entries, started_at = observed_in(view)
+        recorded_exit = from_entries if from_entries is not None else exit_code
+        stmt = statement_of_view(
+            view,
+            step=self.step,
+            signed_at=signed_at,
+            material_digest=digest,
+            tag=TAG_V2,
+            exit_code=recorded_exit,
+            started_at=started_at,
+        )
         alg, signature = sign_jose(identity, stmt)
         earlier = self.earlier_material() if embedded_elsewhere is None else embedded_elsewhere
         options = []
@@ -92,7 +118,15 @@ class CompactFormat:
             if not option_kind or (option_kind == ref_kind and digest not in earlier):
                 continue
             value = SignatureValue(
-                self.step, signed_at, alg, signature, option_kind, option_material
+                self.step,
+                signed_at,
+                alg,
+                signature,
+                option_kind,
+                option_material,
+                TAG_V2,
+                recorded_exit,
+                started_at,
             ).encode()
             options.append([*body, RunResult(SIGNATURE_KEY, value, _TASK)])
         return options

@@ -61,6 +61,11 @@ class TektonFormat:
         """Nothing to tell later steps: each phase's block carries all it needs."""
 
     def seal_options(
-        self, entries: list[RunResult], identity: Identity, embedded_elsewhere: frozenset[bytes] | None = None
+        self,
+        entries: list[RunResult],
+        identity: Identity,
+        embedded_elsewhere: frozenset[bytes] | None = None,
+        *,
+        exit_code: int | None = None,
     ) -> list[list[RunResult]]:
         raise SigningError("Tekton's format signs each results phase; it does not seal messages")

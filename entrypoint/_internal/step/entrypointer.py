@@ -113,6 +113,7 @@ class Entrypointer:
         log: Log,
         signer: ResultsSigner | None = None,
         env: MutableMapping[str, str] | None = None,
+        exit_code_of: Callable[[EntrypointError | None], int | None] | None = None,
     ) -> None:
         self.cfg = config
         self.waiter = waiter
@@ -121,6 +122,8 @@ class Entrypointer:
         self.log = log
         self.signer = signer
         self.env: MutableMapping[str, str] = os.environ if env is None else env
+        # The CLI's mapping from the lifecycle's outcome to the exit status (None: not known here).
+        self.exit_code_of = exit_code_of
         self.run_ctx: Context = Context.background()
         self._seals = bool(getattr(signer, "seals", False))
         self.termination = TerminationFile(
@@ -136,10 +139,19 @@ class Entrypointer:
             self._go(out)
         except Fatal:
             raise
-        except BaseException:
+        except BaseException as exc:
+            self._ended(
+                exc if isinstance(exc, EntrypointError) else None, known=isinstance(exc, EntrypointError)
+            )
             self._finalise(out)
             raise
+        self._ended(None, known=True)
         self._finalise(out)
+
+    def _ended(self, err: EntrypointError | None, *, known: bool) -> None:
+        if self.signer is not None:
+            code = self.exit_code_of(err) if known and self.exit_code_of is not None else None
+            self.signer.ended(code)
 
     def _finalise(self, out: list[RunResult]) -> None:
         try:

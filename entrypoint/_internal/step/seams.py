@@ -50,7 +50,9 @@ class ResultsSigner(Protocol):
     """Signs results.  A format either appends signing entries per results phase (``sign``;
     Tekton's) or, when ``seals`` is true, re-signs the whole message at every write
     (``seal_options``; compact): it returns candidate entry lists, most preferred first.
-    ``after_write`` sees the final message once written (a format may leave word for later steps)."""
+    ``after_write`` sees the final message once written (a format may leave word for later steps).
+    ``ended`` tells it, before the final write, the exit status the process will have (None:
+    unknown, e.g. a debugger decides it), which a sealing format binds."""
 
     seals: bool
 
@@ -61,3 +63,5 @@ class ResultsSigner(Protocol):
     def after_write(self, written: list[RunResult]) -> None: ...
 
     def interrupt(self, reason: str) -> None: ...
+
+    def ended(self, exit_code: int | None) -> None: ...

@@ -1,5 +1,6 @@
-"""The compact format `cs1` (docs/compact-format.md §6): one SIGNATURE entry whose statement binds
-every entry of the message, the step, the signing time and the identity material.
+"""The compact format, ``cs2`` and ``cs1`` (docs/compact-format.md §6): one SIGNATURE entry whose
+statement binds every entry of the message (cs2: all but the internal ones, plus the exit code and
+start time the TaskRun records), the step, the signing time and the identity material.
 
 The checks run in the document's order, each failing closed with its own reason.  Checks (2)-(4),
 the material and its trust, are the backend's (its ``verify`` module, found by material kind).
@@ -15,10 +16,12 @@ from entrypoint._internal.backends import for_compact_kind
 from entrypoint._internal.formats.compact import (
     SIGNATURE_KEY,
     TAG,
+    TAGS,
     CompactFormatError,
     SignatureValue,
     controller_view,
-    statement_of_view,
+    observed_in,
+    statement_for,
 )
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed, fail_closed
 from entrypoint._internal.verification.request import Outcome, Request
@@ -26,7 +29,7 @@ from entrypoint._internal.verification.signatures import is_valid, jose_checker
 from entrypoint.termination import RunResult
 
 NAME = "compact"
-_PREFIX = TAG + "."
+_PREFIXES = tuple(tag + "." for tag in TAGS)
 
 
 def is_signing_entry(entry: RunResult) -> bool:
@@ -35,7 +38,7 @@ def is_signing_entry(entry: RunResult) -> bool:
 
 
 def recognises(entries: Sequence[RunResult]) -> bool:
-    return any(e.key == SIGNATURE_KEY and e.value.startswith(_PREFIX) for e in entries)
+    return any(e.key == SIGNATURE_KEY and e.value.startswith(_PREFIXES) for e in entries)
 
 
 def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
@@ -68,13 +71,48 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
 
     # (6) The statement over every entry, with the algorithm the key allows.
     view = _check_statement(entries, value, key, identity)
+
+    # (7) cs2: the step's end as the message and the TaskRun record it.
+    if value.tag != TAG:
+        _check_step_state(view, value, request, identity)
     return Outcome(
         identity=identity,
-        signed_keys=tuple(e.key for e in view),
+        signed_keys=tuple(e.key for e in view if value.tag == TAG or e.type != _INTERNAL),
         signing_keys=frozenset({SIGNATURE_KEY}),
         step=value.step,
         signed_at=value.signed_at,
+        version=value.tag,
+        exit_code=value.exit_code,
+        started_at=value.started_at,
     )
+
+
+_INTERNAL = 3
+
+
+def _check_step_state(view: Sequence[RunResult], value: SignatureValue, request: Request, uri: str) -> None:
+    """The exit code and start time cs2 binds must be the ones Tekton records: those the message's
+    own ExitCode/StartedAt entries give (they are not in the statement, so they are checked here),
+    and those the caller read from the TaskRun or pod."""
+    in_entries = observed_in(view)
+    observed = (request.exit_code, request.started_at)
+    for what, reason, signed, from_entries, from_caller in (
+        ("exit code", Reason.EXIT_CODE_MISMATCH, value.exit_code, in_entries[0], observed[0]),
+        ("start time", Reason.START_TIME_MISMATCH, value.started_at, in_entries[1], observed[1]),
+    ):
+        for seen, where in ((from_entries, "the message's entries"), (from_caller, "the step's state")):
+            if seen is not None and signed is not None and seen != signed:
+                raise VerificationFailed(
+                    reason, f"{SIGNATURE_KEY}: signed with {what} {signed}, but {where} record {seen}", uri
+                )
+            if seen is not None and signed is None and where == "the message's entries":
+                # The signer derives the bound value from these entries: one it did not bind was
+                # added after signing.
+                raise VerificationFailed(
+                    reason,
+                    f"{SIGNATURE_KEY}: the message records {what} {seen}, which the signature does not bind",
+                    uri,
+                )
 
 
 def _signature_value(entries: Sequence[RunResult]) -> SignatureValue:
@@ -117,15 +155,19 @@ def _check_statement(
         check = jose_checker(value.alg, key, entry=SIGNATURE_KEY, identity=uri)
     with fail_closed(Reason.SIGNATURE_INVALID, SIGNATURE_KEY, uri):
         view = controller_view(entries)
-        data = statement_of_view(
-            view, step=value.step, signed_at=value.signed_at, material_digest=value.material_digest
-        )
+        data = statement_for(value, view)
         if not is_valid(check, value.signature, data):
+            hint = ""
+            if value.tag == TAG and not any(e.type == _INTERNAL for e in view):
+                hint = (
+                    "; this cs1 message has no internal entries, as in a TaskRun's copy: cs1 binds "
+                    "them, so it verifies only from the pod's termination message"
+                )
             raise VerificationFailed(
                 Reason.SIGNATURE_INVALID,
                 f"{SIGNATURE_KEY}: invalid signature: it does not verify over the statement of the "
                 "message's entries (an entry was changed, retyped, added, dropped or swapped, or the "
-                "signature itself was altered)",
+                f"signature itself was altered){hint}",
                 uri,
             )
     return view

@@ -40,6 +40,17 @@ class Reason(StrEnum):
     TOKEN_INVALID = "TokenInvalid"  # noqa: S105  (reason codes, not secrets)
     TOKEN_UNTRUSTED = "TokenUntrusted"  # noqa: S105
     KEY_MISMATCH = "KeyMismatch"
+    # The compact format cs2: the exit code or start time the signature binds is not what the
+    # message or the TaskRun records for the step.
+    EXIT_CODE_MISMATCH = "ExitCodeMismatch"
+    START_TIME_MISMATCH = "StartTimeMismatch"
+    # Whole TaskRuns (Verifier.verify_taskrun).
+    RESULT_MISMATCH = "ResultMismatch"  # a status result no verified step message vouches for
+    RESULT_UNSIGNED = "ResultUnsigned"  # a status result whose step's signature does not cover it
+    MANIFEST_REUSED = "ManifestReused"  # Tekton's format: one step's manifest in another's message
+    NOT_DONE = "NotDone"  # the TaskRun has not finished: nothing to judge yet
+    UNVERIFIABLE = "Unverifiable"  # e.g. results from sidecar logs: no signature reaches the status
+    OBJECT_INVALID = "ObjectInvalid"  # not a TaskRun (or Pod) object this verifier can read
 
 
 class VerificationFailed(VerificationError):

@@ -32,6 +32,10 @@ class Request:
     pod_name: str | None = None
     pod_uid: str | None = None
     service_account: str | None = None
+    # What the TaskRun (or the pod, read as Tekton reads it) records for the step, when the caller
+    # knows it: the exit code and the start time in Unix seconds; checked against what cs2 binds.
+    exit_code: int | None = None
+    started_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,7 @@ class Outcome:
     # What a format binds beyond the entries (compact: the step index and the signing time).
     step: str | None = None
     signed_at: int | None = None
+    # The compact format's version, and what cs2 binds of the step's end (None: not bound).
+    version: str | None = None
+    exit_code: int | None = None
+    started_at: int | None = None

@@ -18,7 +18,7 @@ from entrypoint._internal.backends.spire.svid import (
     decode_der_chain,
     decode_svid,
 )
-from entrypoint._internal.formats.compact import SIGNATURE_KEY, TAG, SignatureValue
+from entrypoint._internal.formats.compact import SIGNATURE_KEY, TAGS, SignatureValue
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.verification.chain import (
     check_chain,
@@ -31,7 +31,7 @@ from entrypoint._internal.verification.signatures import SignatureCheck, checker
 from entrypoint.termination import RunResult, parse_message
 
 SVID = "SVID"
-_PREFIX = TAG + "."
+_PREFIXES = tuple(tag + "." for tag in TAGS)
 
 
 def tekton_identity(
@@ -160,7 +160,7 @@ def _resolve(digest: bytes, companions: Sequence[str]) -> bytes:
 
 def _embedded_chain(message: str) -> bytes | None:
     for entry in parse_message(message):
-        if entry.key == SIGNATURE_KEY and entry.value.startswith(_PREFIX):
+        if entry.key == SIGNATURE_KEY and entry.value.startswith(_PREFIXES):
             value = SignatureValue.decode(entry.value)
             return value.material if value.material_kind == "x509" else None
     return None
