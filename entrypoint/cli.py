@@ -75,6 +75,11 @@ def _main(args: list[str]) -> int:
         from entrypoint._internal.verify_cli import main as verify_main
 
         return verify_main(args[1:])
+    if args[:1] == ["controller"]:
+        # The companion controller (docs/controller.md); a step never gets here.
+        from entrypoint.controller.cli import main as controller_main
+
+        return controller_main(args[1:])
     if args[:1] == ["save-jwks"]:
         from entrypoint._internal.verify_cli import save_jwks_main
 

@@ -12,18 +12,18 @@ and the signed message verifies against the real API server, bound to the contro
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from tests.e2e import kubelet
 from tests.e2e.conftest import Tekton
-from tests.e2e.realkube import ControlPlane, Kube, in_pod_env, mount_service_account
-from tests.support.k8s_sat import new_root, sa_flags, sh, verify, write_results
+from tests.e2e.realkube import ControlPlane, Kube
+from tests.support.k8s_sat import sa_flags, sh, verify, write_results
+from tests.support.tekton import TektonRoot
 
 NS, SA, NODE = "taskruns", "builder", "node-1"
 TASK, TASKRUN = "build", "build-1"
@@ -54,16 +54,6 @@ class Run:
 
     def taskrun(self) -> dict[str, Any]:
         return self.admin.get(f"/apis/tekton.dev/v1/namespaces/{NS}/taskruns/{TASKRUN}")
-
-
-def wait(what: str, check: Callable[[], T | None], seconds: float = 60) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.25)
 
 
 def task() -> dict[str, Any]:
@@ -110,97 +100,39 @@ def run(
                 "spec": {"serviceAccountName": SA, "taskRef": {"name": TASK}},
             },
         )
-        path = f"/api/v1/namespaces/{NS}/pods/{POD}"
-        wait("the controller's pod", lambda: True if admin.request("GET", path).status_code == 200 else None)
         # The scheduler's part: bind the pod to the node (its tokens then name the node too).
-        admin.create(
-            f"{path}/binding",
-            {
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": {"name": POD},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
-            },
-        )
-        yield Run(admin, control_plane, admin.get(path), tmp_path_factory.mktemp("taskrun"))
+        pod = kubelet.bind(admin, NS, POD, NODE)
+        yield Run(admin, control_plane, pod, tmp_path_factory.mktemp("taskrun"))
     finally:
         admin.close()
-
-
-def rfc3339(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(int(seconds), dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def container_status(container: dict[str, Any], terminated: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": container["name"],
-        "image": container["image"],
-        "imageID": "",
-        "ready": False,
-        "restartCount": 0,
-        "started": False,
-        "state": {"terminated": terminated},
-    }
 
 
 def run_steps(run: Run) -> tuple[list[str], float, float]:
     """The pod's two steps through the real entrypoint (step 1 waits for step 0's post file, as in
     the pod); their termination messages, and when they started and finished."""
-    sa_dir = mount_service_account(run.admin, run.pod, run.directory / "serviceaccount", run.plane.ca_file)
-    env = in_pod_env(sa_dir, run.plane.port)
-    root = new_root(run.directory / "tekton")
-    write = [
-        *sa_flags("tekton", "-signing_timeout", "20s"),
-        "-results",
-        "commit",
-        *sh(write_results(root, RESULTS)),
-    ]
-    read = ["-results", "commit", "-entrypoint", "cat", "--", str(root / "results" / "commit")]
-    started = time.time()
-    messages = []
-    for i, argv in enumerate((write, read)):
-        # Each container has its own /tekton/termination; here each step its own file.
-        args = [*root.step_args(i), *argv]
-        termination = root / f"termination-{i}"
-        args[args.index("-termination_path") + 1] = str(termination)
-        p = root.run(args, env=env)
-        assert p.returncode == 0, p.stdout + p.stderr
-        messages.append(termination.read_text())
-    return messages, started, time.time()
+
+    def write(root: Path) -> list[str]:
+        return [*sa_flags("tekton", "-signing_timeout", "20s"), "-results", "commit",
+                *sh(write_results(TektonRoot(root), RESULTS))]  # fmt: skip
+
+    def read(root: Path) -> list[str]:
+        return ["-results", "commit", "-entrypoint", "cat", "--", str(root / "results" / "commit")]
+
+    return kubelet.run_steps(run.plane, run.admin, run.pod, run.directory, [write, read])
 
 
 def test_tekton_parses_our_signed_messages_into_the_taskrun(run: Run) -> None:
     messages, started, finished = run_steps(run)
 
     # The kubelet's report: every container terminated, with its termination message.
-    path = f"/api/v1/namespaces/{NS}/pods/{POD}"
-    pod = run.admin.get(path)
-    terminated = {
-        "exitCode": 0,
-        "reason": "Completed",
-        "startedAt": rfc3339(started),
-        "finishedAt": rfc3339(finished),
-    }
-    pod["status"].update(
-        {
-            "phase": "Succeeded",
-            "startTime": rfc3339(started),
-            "initContainerStatuses": [container_status(c, terminated) for c in pod["spec"]["initContainers"]],
-            "containerStatuses": [
-                container_status(c, {**terminated, "message": messages[i]})
-                for i, c in enumerate(pod["spec"]["containers"])
-            ],
-        }
-    )
-    r = run.admin.request("PUT", f"{path}/status", pod)
-    assert r.status_code == 200, r.text
+    kubelet.report(run.admin, run.pod, messages, started, finished)
 
     def finished_taskrun() -> dict[str, Any] | None:
         tr = run.taskrun()
         [cond] = tr["status"]["conditions"]
         return tr if cond["status"] != "Unknown" else None
 
-    taskrun = wait("the TaskRun to finish", finished_taskrun)
+    taskrun = kubelet.wait("the TaskRun to finish", finished_taskrun)
     [cond] = taskrun["status"]["conditions"]
     assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), cond
     # Tekton parsed the result from our message, and keeps the signing entries as results beside it

@@ -69,7 +69,7 @@ class SignedMessage:
 SignedMessageFactory = Callable[..., SignedMessage]
 
 
-def _sign(
+def sign_entries(
     fmt: str, entries: list[RunResult], identity: Identity, step: str, exit_code: int | None
 ) -> tuple[RunResult, ...]:
     if fmt == "tekton":
@@ -121,5 +121,5 @@ def make_signed_message(
             step=step if fmt == "compact" else None,
         )
     return SignedMessage(
-        fmt, backend, _sign(fmt, entries, identity, step, exit_code), Verifier(trust), ref, svid
+        fmt, backend, sign_entries(fmt, entries, identity, step, exit_code), Verifier(trust), ref, svid
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from entrypoint.errors import EntrypointError
@@ -158,3 +158,36 @@ class KubeClient:
 
     def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body)
+
+    def stream(self, path: str, *, read_timeout: float) -> Iterator[dict[str, Any]]:
+        """A watch: the JSON objects of a streamed answer, one per line, as they arrive.  Ends when
+        the server ends the stream; ``read_timeout`` bounds the silence between two lines."""
+        import httpx
+
+        url = self.url + path
+        bearer = self.bearer_token()
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        options: dict[str, Any] = {
+            "timeout": httpx.Timeout(self.timeout, read=read_timeout),
+            "trust_env": False,
+        }
+        if self.transport is not None:
+            options["transport"] = self.transport
+        else:
+            options["verify"] = self.ssl_context()
+        try:
+            with httpx.Client(**options) as client, client.stream("GET", url, headers=headers) as response:
+                if response.status_code != 200:
+                    raise KubeStatusError(url, response.status_code, status_message(response.read()))
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        doc = json.loads(line)
+                    except ValueError as exc:
+                        raise KubeError(f"{url}: a watch event that is not JSON: {exc}") from exc
+                    if not isinstance(doc, dict):
+                        raise KubeError(f"{url}: a watch event that is not a JSON object")
+                    yield doc
+        except httpx.HTTPError as exc:
+            raise KubeTransportError(url, exc) from exc

@@ -1,0 +1,254 @@
+"""The companion controller in a real cluster: deploy/controller.yaml applied to the real API server
+(its RBAC is then the real authorizer's), ``entrypoint controller`` running under that
+ServiceAccount's token beside Tekton's real controller, and TaskRuns whose steps signed through the
+real entrypoint (the kubelet's part played by tests/e2e/kubelet.py).
+
+Each completed TaskRun gets the ``SignedResultsVerified`` condition Tekton defines, True for the
+genuine one and False for one whose step message was tampered with before Tekton read it; the
+verdict annotation, the audit line and the metrics agree; and after the pod is gone the TaskRun
+verifies offline from the JWKS the controller kept in its ConfigMap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from entrypoint.termination import parse_message
+from tests.e2e import kubelet
+from tests.e2e.conftest import Tekton
+from tests.e2e.realkube import ControlPlane, Kube
+from tests.support.k8s_sat import entrypoint, sa_flags, sh, write_results
+from tests.support.paths import REPO
+from tests.support.tekton import TektonRoot, entrypoint_command
+
+NS, SA, NODE = "verified", "builder", "node-1"
+CONTROLLER_NS, CONTROLLER_SA = "signed-entrypoint", "signed-entrypoint-controller"
+JWKS_CONFIGMAP = "signed-entrypoint-jwks"
+MANIFEST = REPO / "deploy" / "controller.yaml"
+TASK = "two-signed-steps"
+CONDITION = "SignedResultsVerified"
+
+
+def task(fmt: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
+        "metadata": {"name": f"{TASK}-{fmt}"},
+        "spec": {
+            "results": [{"name": "commit"}],
+            "steps": [
+                {"name": "write", "image": "localhost/signed-entrypoint-step-debian:latest",
+                 "script": "#!/bin/sh\nprintf abc123 > $(results.commit.path)\n"},
+                {"name": "read", "image": "localhost/signed-entrypoint-step-musl:latest",
+                 "command": ["cat"], "args": ["$(results.commit.path)"]},
+            ],
+        },
+    }  # fmt: skip
+
+
+@dataclass
+class Controller:
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    metrics_url: str
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.read_text().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane: ControlPlane, tekton: Tekton) -> Iterator[Kube]:
+    client = control_plane.client()
+    try:
+        client.namespace(NS)
+        client.service_account(NS, SA)
+        client.allow_own_tokens(NS, SA)
+        client.node(NODE)
+        for fmt in ("compact", "tekton"):
+            client.create(f"/apis/tekton.dev/v1/namespaces/{NS}/tasks", task(fmt))
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def controller(
+    control_plane: ControlPlane, admin: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Controller]:
+    directory = tmp_path_factory.mktemp("controller")
+    applied = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "kube_apply.py"), "--server", control_plane.url, "--ca-file",
+         str(control_plane.ca_file), "--token-file", str(control_plane.admin_token_file), str(MANIFEST)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    # The Deployment's pods never run (no kubelet): the same command runs here, with its token.
+    token = directory / "token"
+    token.write_text(admin.token(CONTROLLER_NS, CONTROLLER_SA))
+    stdout, stderr = directory / "stdout", directory / "stderr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [*entrypoint_command(), "controller", "--kube-api", control_plane.url, "--kube-token-file",
+             str(token), "--kube-ca-file", str(control_plane.ca_file), "--lease-namespace", CONTROLLER_NS,
+             "--jwks-configmap", f"{CONTROLLER_NS}/{JWKS_CONFIGMAP}", "--metrics-address", "127.0.0.1",
+             "--metrics-port", "0", "--retry-period", "0.5"],
+            stdout=out, stderr=err, env=env,
+        )  # fmt: skip
+    try:
+        port = kubelet.wait(
+            "the controller's metrics address",
+            lambda: (m := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/", stderr.read_text())) and m[1],
+            seconds=60,
+        )
+        c = Controller(process, stdout, stderr, f"http://127.0.0.1:{port}")
+        kubelet.wait("the controller ready", lambda: _ready(c), seconds=60)
+        yield c
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0, stderr.read_text()
+        print(stderr.read_text()[-4000:])
+
+
+def _ready(c: Controller) -> bool | None:
+    assert c.process.poll() is None, c.stderr.read_text()
+    try:
+        return True if httpx.get(f"{c.metrics_url}/readyz").status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
+def run_taskrun(
+    plane: ControlPlane, admin: Kube, name: str, fmt: str, directory: Path, *, tamper: bool = False
+) -> dict[str, Any]:
+    """A TaskRun of the two-step Task, both steps signing with ``oidc-sa-token`` in ``fmt``; the
+    kubelet reports their messages (the first one's result rewritten when ``tamper``)."""
+    admin.create(
+        f"/apis/tekton.dev/v1/namespaces/{NS}/taskruns",
+        {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+         "spec": {"serviceAccountName": SA, "taskRef": {"name": f"{TASK}-{fmt}"}}},
+    )  # fmt: skip
+    pod = kubelet.bind(admin, NS, f"{name}-pod", NODE)
+
+    def write(root: Path) -> list[str]:
+        return [*sa_flags(fmt, "-signing_timeout", "20s"), "-results", "commit",
+                *sh(write_results(TektonRoot(root), {"commit": "abc123"}))]  # fmt: skip
+
+    def read(root: Path) -> list[str]:
+        return [*sa_flags(fmt, "-signing_timeout", "20s"), "-results", "commit",
+                "-entrypoint", "cat", "--", str(root / "results" / "commit")]  # fmt: skip
+
+    messages, started, finished = kubelet.run_steps(plane, admin, pod, directory, [write, read])
+    if tamper:
+        # What a compromised step container could do to its own message: change a signed value.
+        for i, message in enumerate(messages):
+            entries = json.loads(message)
+            for e in entries:
+                if e["key"] == "commit":
+                    e["value"] = "evil00"
+            messages[i] = json.dumps(entries)
+        assert parse_message(messages[0])
+    kubelet.report(admin, pod, messages, started, finished)
+    return pod
+
+
+def taskrun_path(name: str) -> str:
+    return f"/apis/tekton.dev/v1/namespaces/{NS}/taskruns/{name}"
+
+
+def condition(tr: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in tr.get("status", {}).get("conditions", []) if c["type"] == kind), None)
+
+
+def verdict_of(admin: Kube, name: str) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The TaskRun once it carries the verdict, the condition, and the seconds from Tekton's
+    completion (as this test saw it) to the verdict."""
+
+    def done() -> float | None:
+        tr = admin.get(taskrun_path(name))
+        succeeded = condition(tr, "Succeeded")
+        return time.monotonic() if succeeded and succeeded["status"] != "Unknown" else None
+
+    completed = kubelet.wait(f"{name} to finish", done)
+
+    def verdict() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        tr = admin.get(taskrun_path(name))
+        found = condition(tr, CONDITION)
+        return (tr, found) if found is not None else None
+
+    tr, found = kubelet.wait(f"{name}'s {CONDITION}", verdict, seconds=30)
+    return tr, found, time.monotonic() - completed
+
+
+@pytest.mark.parametrize("fmt", ["compact", "tekton"])
+def test_a_genuine_taskrun_is_recorded_verified(
+    control_plane: ControlPlane, admin: Kube, controller: Controller, tmp_path: Path, fmt: str
+) -> None:
+    name = f"genuine-{fmt}"
+    pod = run_taskrun(control_plane, admin, name, fmt, tmp_path)
+    tr, found, latency = verdict_of(admin, name)
+    print(f"{name}: {CONDITION} {found['status']} {latency:.2f} s after Tekton marked it done")
+    assert (found["status"], found["reason"]) == ("True", "TaskRunResultsVerified"), found
+    assert (condition(tr, "Succeeded") or {}).get("status") == "True"
+    annotations = tr["metadata"]["annotations"]
+    assert annotations["signed-entrypoint.dev/verified-pod"] == f"{name}-pod"
+    assert annotations["signed-entrypoint.dev/verdict"].startswith("Verified Verified sha256:")
+    [line] = [a for a in controller.audit_lines() if a["taskRun"] == f"{NS}/{name}"]
+    assert (line["outcome"], line["uid"]) == ("Verified", tr["metadata"]["uid"])
+    uid = pod["metadata"]["uid"]
+    assert line["identity"] == [f"system:serviceaccount:{NS}:{SA} (pod {name}-pod, uid {uid})"]
+
+    # The pod gone, the TaskRun as stored and the keys the controller kept verify offline.
+    admin.delete_pod(NS, f"{name}-pod")
+    cm = admin.get(f"/api/v1/namespaces/{CONTROLLER_NS}/configmaps/{JWKS_CONFIGMAP}")
+    (tmp_path / "jwks.json").write_text(cm["data"]["jwks.json"])
+    (tmp_path / "tr.json").write_text(json.dumps(admin.get(taskrun_path(name))))
+    p = entrypoint(
+        "verify", "--taskrun-object", str(tmp_path / "tr.json"), "--jwks", str(tmp_path / "jwks.json")
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith(f"VERIFIED taskrun {NS}/{name}")
+
+
+@pytest.mark.parametrize("fmt", ["compact", "tekton"])
+def test_a_tampered_message_is_recorded_failed(
+    control_plane: ControlPlane, admin: Kube, controller: Controller, tmp_path: Path, fmt: str
+) -> None:
+    name = f"tampered-{fmt}"
+    run_taskrun(control_plane, admin, name, fmt, tmp_path, tamper=True)
+    tr, found, _ = verdict_of(admin, name)
+    # Tekton took the forged value: only the verdict tells.
+    results = {r["name"]: r["value"] for r in tr["status"]["results"]}
+    assert results["commit"] == "evil00"
+    assert (found["status"], found["reason"]) == ("False", "TaskRunResultsVerificationFailed"), found
+    assert found["message"].startswith("Failed: "), found["message"]
+    assert tr["metadata"]["annotations"]["signed-entrypoint.dev/verdict"].startswith("Failed ")
+    # audit mode: Tekton's own verdict is left alone.
+    assert (condition(tr, "Succeeded") or {}).get("status") == "True"
+
+
+def test_the_rbac_of_deploy_is_enough_and_the_metrics_count(admin: Kube, controller: Controller) -> None:
+    err = controller.stderr.read_text()
+    assert "forbidden" not in err.lower(), err
+    lease = admin.get(f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NS}/leases/{CONTROLLER_SA}")
+    assert lease["spec"]["holderIdentity"]
+    metrics = httpx.get(f"{controller.metrics_url}/metrics").text
+    assert "signed_entrypoint_leader 1.0" in metrics
+    counted = (
+        r'signed_entrypoint_taskrun_verifications_total\{[^}]*namespace="verified"[^}]*outcome="Verified"'
+    )
+    verified = re.findall(counted + r"[^}]*\} (\S+)", metrics)
+    assert verified and sum(float(v) for v in verified) >= 1, metrics
