@@ -4,6 +4,9 @@ A double (the Kubernetes API server, and next Fulcio and Rekor) subclasses :clas
 implements :meth:`HTTPSDouble.handle`; the scaffold gives it a CA and a serving certificate of its
 own, a port kept across restarts, bounded reads, JSON answers, a log of the requests, and the fault
 knobs every double wants (``fail_status``, ``fail_next``, ``delay``), settable while serving.
+
+``handle`` answers with an :data:`Answer` (one JSON body) or a :class:`StreamedAnswer` (newline-delimited
+JSON documents in chunked encoding, each sent as soon as it is produced, as a Kubernetes watch is).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
@@ -43,7 +46,7 @@ _POLL_SECONDS = 0.05
 class HTTPError(Exception):
     """An error answer: the status code, a message, and details for the double's error body."""
 
-    def __init__(self, code: int, message: str, details: dict[str, str] | None = None) -> None:
+    def __init__(self, code: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -146,6 +149,9 @@ class _TLSServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = self.socket.accept()
+        # Headers and body leave in separate writes; with Nagle's algorithm against the client's delayed
+        # ACK, each answer would wait ~40 ms for the second one.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The handshake happens in the handler thread, under a timeout, so that a client that connects and
         # never speaks TLS cannot block the accept loop.
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
@@ -252,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             owner.check_faults()
-            code, payload, content_type, headers = owner.handle(self.command, self.path, self.headers, body)
+            reply = owner.handle(self.command, self.path, self.headers, body)
         except HTTPError as err:
             self._answer_error(err)
             return
@@ -261,7 +267,10 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self._answer_error(HTTPError(500, "Internal error occurred: the test server failed"), close=True)
             return
-        self._send(code, payload, content_type, headers)
+        if isinstance(reply, StreamedAnswer):
+            self._stream(reply)
+        else:
+            self._send(*reply)
 
     def _answer_error(self, err: HTTPError, *, close: bool = False) -> None:
         payload, headers = self._owner.error_response(err)
@@ -282,8 +291,51 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _stream(self, answer: StreamedAnswer) -> None:
+        try:
+            self.send_response(answer.code)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            if "Cache-Control" not in answer.headers:
+                self.send_header("Cache-Control", "no-cache, private")
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for item in answer.lines:
+                line = item if isinstance(item, bytes) else json.dumps(item, separators=(",", ":")).encode()
+                # One write per chunk: wfile is unbuffered, so every document leaves at once.
+                self.wfile.write(b"%x\r\n%s\n\r\n" % (len(line) + 1, line))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the client went away, or the server is stopping
+        except Exception:
+            # Headers are gone already: all a failing stream can do is end without its last chunk.
+            traceback.print_exc()
+            self.close_connection = True
+        finally:
+            answer.close()
+
 
 Answer = tuple[int, dict[str, Any], str, dict[str, str]]  # status, JSON body, content type, headers
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class StreamedAnswer:
+    """An answer streamed as newline-delimited JSON: each of ``lines`` (a document, or one already
+    encoded without its newline) is sent as it comes; ``close`` runs however the stream ends."""
+
+    code: int
+    lines: Iterator[Mapping[str, Any] | bytes]
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    close: Callable[[], None] = _nothing
+
+
+Reply = Answer | StreamedAnswer
 
 
 class HTTPSDouble(Serving):
@@ -315,7 +367,7 @@ class HTTPSDouble(Serving):
 
     # -- what a double implements ------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         """Answer one request (``headers`` as http.server gives them); raise HTTPError to refuse."""
         raise HTTPError(404, "not found")
 

@@ -28,7 +28,10 @@ def _parse_pod(value: str) -> tuple[str, str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m entrypoint.testing.kube_api",
-        description="Serve a test Kubernetes API (TokenRequest, TokenReview, OIDC) until SIGTERM/SIGINT.",
+        description=(
+            "Serve a test Kubernetes API (TokenRequest, TokenReview, OIDC; TaskRuns, Pods, Leases, Events)"
+            " until SIGTERM/SIGINT."
+        ),
     )
     parser.add_argument(
         "--pod",

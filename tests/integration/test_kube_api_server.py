@@ -570,7 +570,7 @@ def test_token_path_only_takes_post(client: httpx.Client, caller: str) -> None:
 
 
 def test_unknown_paths_are_not_found(client: httpx.Client, caller: str) -> None:
-    response = client.get("/api/v1/namespaces/x/pods", headers={"Authorization": f"Bearer {caller}"})
+    response = client.get("/api/v1/namespaces/x/secrets", headers={"Authorization": f"Bearer {caller}"})
     _assert_status(response, 404, "NotFound", "the server could not find the requested resource")
 
 

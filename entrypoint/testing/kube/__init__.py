@@ -1,4 +1,5 @@
-"""A Kubernetes API server for tests: real HTTPS on 127.0.0.1, issuing and reviewing bound SA tokens.
+"""A Kubernetes API server for tests: real HTTPS on 127.0.0.1, issuing and reviewing bound SA tokens, and
+storing the objects a TaskRun controller reads and writes.
 
 It serves the four endpoints a pod-bound-token signer and its verifiers touch (field survey §3), and answers
 as kube-apiserver does (``pkg/registry/core/serviceaccount/storage/token.go``,
@@ -35,8 +36,43 @@ denied too.  As in kube-apiserver's TokenRequest storage, validating admission r
 after the service-account lookup (404) and the static validation (422), and before the bound object is
 looked up (404/409/400).
 
+Objects (:mod:`.resources`): ``tekton.dev/v1`` TaskRuns (a CRD with the status subresource), ``v1`` Pods,
+``coordination.k8s.io/v1`` Leases, ``v1`` Events and ``v1`` ConfigMaps, namespaced, at the apiserver's
+paths (list and watch also across namespaces).  Every request needs a bearer token for the API
+audiences (401 otherwise), and the fault knobs above apply to it as to the token endpoints.
+As kube-apiserver does:
+
+* one resourceVersion counter, bumped by every write that changes something (a no-op write is answered
+  200 and bumps nothing); create fills ``uid``, ``creationTimestamp``, ``generation`` (TaskRuns and Pods)
+  and a name from ``generateName``; a write naming another ``metadata.resourceVersion`` than the current
+  one is 409 Conflict; errors are ``Status`` objects in the apiserver's words (404, 409 AlreadyExists and
+  Conflict, 422 Invalid, 403 Forbidden, 415);
+* lists in namespace/name order, paged with ``limit`` and an opaque ``continue``;
+* ``?watch=true``: newline-delimited ADDED/MODIFIED/DELETED events, chunked, each as it is written, from
+  ``resourceVersion`` (absent or "0": an ADDED for every object first) until ``timeoutSeconds``; a version
+  older than the bounded history (``history_limit``, or :meth:`~.cluster.ClusterObjects.compact`) gets
+  one ERROR event, 410 Expired; ``allowWatchBookmarks`` adds a BOOKMARK every ``bookmark_interval`` s;
+* the status subresource: ``PATCH``/``PUT .../status`` changes only ``.status``; writes to the main
+  resource keep the stored status (a POST drops it); merge patch (RFC 7386) and JSON patch (RFC 6902,
+  a failing ``test`` is 422), no strategic merge patch (415, as for any custom resource).
+
+Tests reach the objects without HTTP (:class:`~.cluster.ClusterObjects`, thread-safe, copies out):
+``create(obj)``, ``get_object(path)``, ``update_status(ns, name, status)``, ``delete_object(path)``,
+``objects(plural, namespace=None)``, ``events(namespace=None)``, ``resource_version``; the watch knobs
+``compact()``, ``drop_watches()`` (every stream ends at once, as in an apiserver restart), ``watch_count``,
+``bookmark_interval``, ``history_limit``; and RBAC: ``forbid(verb, resource, namespace=None)`` (e.g.
+``forbid("patch", "taskruns/status")``: 403 in the RBAC authorizer's wording), ``allow_all()``.
+
+Pods: the token side's pods *are* the stored Pod objects.  :meth:`KubeAPIServer.add_pod` stores a minimal
+one under the given UID; :meth:`KubeAPIServer.put_pod_object` stores a full one (keeping that UID unless
+given another, which is a delete and recreate), as does a POST; deleting one, by any path, unbinds its
+tokens.
+
 Layers: :mod:`.objects` (paths, ``Status`` errors, pods), :mod:`.keys` (signing keys and the JWKS),
-:mod:`.server` (routing, tokens, admission), on the shared HTTPS scaffold (:mod:`entrypoint.testing._https`).
+:mod:`.server` (routing, tokens, admission); for objects :mod:`.resources` (what is served, its errors),
+:mod:`.store` (versions, history, watches), :mod:`.watch` (the streams), :mod:`.strategy` (what a write may
+change), :mod:`.patch`, :mod:`.rbac`, :mod:`.rest` (the verbs), :mod:`.cluster` (the tests' side); all on
+the shared HTTPS scaffold (:mod:`entrypoint.testing._https`).
 
 Run standalone with ``python -m entrypoint.testing.kube_api --pod NS/NAME/UID --service-account SA``
 (``--own-pod-tokens-only`` turns the admission policy on).

@@ -65,7 +65,9 @@ def rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def status_body(code: int, message: str, details: dict[str, str] | None = None) -> dict[str, Any]:
+def status_body(
+    code: int, message: str, details: dict[str, Any] | None = None, reason: str | None = None
+) -> dict[str, Any]:
     """A ``metav1.Status`` failure, the body of every apiserver error response."""
     body: dict[str, Any] = {
         "kind": "Status",
@@ -73,7 +75,7 @@ def status_body(code: int, message: str, details: dict[str, str] | None = None) 
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": REASONS.get(code, ""),
+        "reason": reason if reason is not None else REASONS.get(code, ""),
         "code": code,
     }
     if details:
@@ -83,6 +85,13 @@ def status_body(code: int, message: str, details: dict[str, str] | None = None) 
 
 class APIError(HTTPError):
     """An apiserver error answer; its body is a ``Status`` object (:func:`status_body`)."""
+
+    def __init__(
+        self, code: int, message: str, details: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(code, message, details)
+        # Some answers share a code but not a reason (409 AlreadyExists and Conflict, 410 Expired).
+        self.reason = reason
 
 
 def not_found(resource: str, name: str) -> APIError:
@@ -100,6 +109,24 @@ def invalid_token_request(field: str, value: object, detail: str) -> APIError:
 
 def undecodable(kind: str, detail: str) -> APIError:
     return APIError(400, f'{kind} in version "v1" cannot be handled as a {kind}: {detail}')
+
+
+def unsupported_media_type(accepted: str, media_type: str) -> APIError:
+    return APIError(
+        415,
+        "the body of the request was in an unknown format - accepted media types include:"
+        f" {accepted} (got {media_type or 'none'!r})",
+    )
+
+
+def media_type_of(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def require_json(content_type: str | None) -> None:
+    media_type = media_type_of(content_type)
+    if media_type != "application/json":
+        raise unsupported_media_type("application/json", media_type)
 
 
 @dataclass(frozen=True)

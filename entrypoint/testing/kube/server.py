@@ -1,4 +1,5 @@
-"""The Kubernetes API double's server: TokenRequest, TokenReview and OIDC discovery over HTTPS.
+"""The Kubernetes API double's server: TokenRequest, TokenReview and OIDC discovery over HTTPS, and the
+routing of object requests (authenticated here) to :mod:`.rest`.
 
 See :mod:`entrypoint.testing.kube` for what it answers and how; the HTTPS plumbing and the fault
 knobs are the shared scaffold's (:mod:`entrypoint.testing._https`).
@@ -6,16 +7,18 @@ knobs are the shared scaffold's (:mod:`entrypoint.testing._https`).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jwt
 
-from entrypoint.testing._https import Answer, HTTPError, HTTPSDouble, serving_credentials
+from entrypoint.testing._https import HTTPError, HTTPSDouble, Reply, serving_credentials
+from entrypoint.testing.kube.cluster import ClusterObjects
 from entrypoint.testing.kube.keys import SigningKey
 from entrypoint.testing.kube.objects import (
     AUTH_API_VERSION,
@@ -38,21 +41,28 @@ from entrypoint.testing.kube.objects import (
     TokenIdentity,
     invalid_token_request,
     not_found,
+    require_json,
     rfc3339,
     status_body,
     undecodable,
 )
+from entrypoint.testing.kube.resources import PODS, parse_path
+from entrypoint.testing.kube.store import DEFAULT_HISTORY
+from entrypoint.testing.kube.strategy import check_type
+from entrypoint.testing.kube.watch import Change
 
 
-class KubeAPIServer(HTTPSDouble):
-    """An HTTPS Kubernetes API server on 127.0.0.1 serving TokenRequest, TokenReview and OIDC discovery.
+class KubeAPIServer(HTTPSDouble, ClusterObjects):
+    """An HTTPS Kubernetes API server on 127.0.0.1 serving TokenRequest, TokenReview, OIDC discovery and
+    the objects of :mod:`.resources` (TaskRuns, Pods, Leases, Events).
 
     ``alg``: the token signing algorithm, ``"RS256"`` (the apiserver default) or ``"ES256"``.  ``issuer``:
     the ``iss`` of issued tokens; by default the server's URL (known once started).  ``api_audiences``: the
     audiences the API itself accepts (``--api-audiences``), by default ``[issuer]``; mounted tokens carry
     them and callers must present one.  ``max_token_seconds``: ``--service-account-max-token-expiration``.
     ``port``: 0 picks a free port, kept across restarts.  ``own_pod_tokens_only``: the admission policy
-    of the module docstring (also an attribute, settable while serving).
+    of the module docstring (also an attribute, settable while serving).  ``history_limit``: how many
+    changes watches can resume from (:attr:`ClusterObjects.history_limit`).
     """
 
     server_version = "kube-apiserver-test"
@@ -66,6 +76,7 @@ class KubeAPIServer(HTTPSDouble):
         max_token_seconds: int | None = None,
         port: int = 0,
         own_pod_tokens_only: bool = False,
+        history_limit: int = DEFAULT_HISTORY,
     ) -> None:
         if issuer is not None and (not issuer.startswith("https://") or any(c in issuer for c in "?#")):
             raise ValueError(f"issuer must be an https URL without query or fragment, got {issuer!r}")
@@ -85,6 +96,9 @@ class KubeAPIServer(HTTPSDouble):
         self.unauthorized = False
         self.deny_token_requests = False
         self.own_pod_tokens_only = own_pod_tokens_only
+        self._init_objects(self._stopping, history_limit)
+        # The token side's pods are the stored Pod objects: created, replaced or deleted with them.
+        self._store.observe(PODS, self._sync_pod)
 
     def __repr__(self) -> str:
         where = self.url if self._port else "not started"
@@ -159,18 +173,70 @@ class KubeAPIServer(HTTPSDouble):
 
     def add_pod(self, namespace: str, name: str, uid: str, service_account: str, node: str = "node-1") -> Pod:
         """Schedule a pod (creating its service account and node as needed).  Re-adding a name with a new
-        UID is a delete and recreate: tokens bound to the old pod stop authenticating."""
-        sa_uid = self.add_service_account(namespace, service_account)
-        with self._lock:
-            node_uid = self._nodes.setdefault(node, str(uuid.uuid4()))
-            pod = Pod(namespace, name, uid, service_account, sa_uid, node, node_uid)
-            self._pods[(namespace, name)] = pod
-        return pod
+        UID is a delete and recreate: tokens bound to the old pod stop authenticating.
+
+        The pod is stored as a Pod object too (running ``service_account`` on ``node``), which the API
+        serves and :meth:`put_pod_object` may fill in later under the same UID."""
+        spec = {"serviceAccountName": service_account, "nodeName": node}
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        }
+        existing = self._stored_pod(namespace, name)
+        if existing is not None and existing["metadata"]["uid"] == uid:
+            obj = {**existing, "spec": {**(existing.get("spec") or {}), **spec}}
+        else:
+            obj |= {"spec": spec, "status": {"phase": "Running"}}
+        self.put_pod_object(obj)
+        return self.pod(namespace, name)
+
+    def put_pod_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a full Pod object, created or replacing the one of its name, status included.  Without a
+        ``metadata.uid`` it keeps the UID of the pod it replaces (one :meth:`add_pod` made, say); with
+        another UID than that pod's it is a delete and recreate.  Its ``spec.serviceAccountName``
+        (default ``default``) and ``spec.nodeName`` (default ``node-1``) are what its tokens claim."""
+        checked = check_type(PODS, copy.deepcopy(dict(obj)))
+        meta = checked["metadata"]
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if not namespace or not name:
+            raise ValueError("the pod needs a metadata.namespace and a metadata.name")
+        meta.pop("resourceVersion", None)
+        old = self._stored_pod(namespace, name)
+        if old is not None and meta.get("uid") not in (None, old["metadata"]["uid"]):
+            self._store.delete(PODS, namespace, name)
+            old = None
+        if old is None:
+            return copy.deepcopy(self._store.create(PODS, checked))
+        kept = {k: old["metadata"][k] for k in ("uid", "creationTimestamp")}
+        replacement = {**checked, "metadata": {**meta, **kept}}
+        return copy.deepcopy(self._store.update(PODS, namespace, name, lambda _: replacement))
 
     def delete_pod(self, namespace: str, name: str) -> None:
+        if self._stored_pod(namespace, name) is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        self._store.delete(PODS, namespace, name)
+
+    def _stored_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._store.get(PODS, namespace, name)
+        except APIError:
+            return None
+
+    def _sync_pod(self, change: Change) -> None:
+        meta = change.obj["metadata"]
+        key = (change.namespace, str(meta["name"]))
+        if change.type == "DELETED":
+            with self._lock:
+                self._pods.pop(key, None)
+            return
+        spec = change.obj.get("spec") or {}
+        service_account = str(spec.get("serviceAccountName") or "default")
+        node = str(spec.get("nodeName") or "node-1")
+        sa_uid = self.add_service_account(change.namespace, service_account)
         with self._lock:
-            if self._pods.pop((namespace, name), None) is None:
-                raise KeyError(f"no pod {namespace}/{name}")
+            node_uid = self._nodes.setdefault(node, str(uuid.uuid4()))
+            self._pods[key] = Pod(key[0], key[1], str(meta["uid"]), service_account, sa_uid, node, node_uid)
 
     def pod(self, namespace: str, name: str) -> Pod:
         with self._lock:
@@ -361,15 +427,25 @@ class KubeAPIServer(HTTPSDouble):
         headers = {"Retry-After": "1"} if err.code in (429, 503) else {}
         if err.code == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="kubernetes"'
-        return status_body(err.code, err.message, err.details), headers
+        reason = err.reason if isinstance(err, APIError) else None
+        return status_body(err.code, err.message, err.details, reason), headers
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+    def stop(self) -> None:
+        # Watches end cleanly first, as in a graceful apiserver shutdown, then connections are cut.
+        self.drop_watches()
+        super().stop()
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         return self._handle(method, path, headers.get("Authorization"), headers.get("Content-Type"), body)
 
     def _handle(
         self, method: str, raw_path: str, authorization: str | None, content_type: str | None, body: bytes
-    ) -> Answer:
-        path = raw_path.split("?", 1)[0]
+    ) -> Reply:
+        path, _, query = raw_path.partition("?")
+        target = parse_path(path)
+        if target is not None:
+            caller = self._authenticate(authorization)
+            return self._endpoints.serve(method, target, query, caller.username, content_type, body)
         token_path = TOKEN_PATH.match(path)
         if path in (OPENID_CONFIG_PATH, JWKS_PATH):
             if method != "GET":
@@ -387,7 +463,7 @@ class KubeAPIServer(HTTPSDouble):
         caller = self._authenticate(authorization)
         if method != "POST":
             raise APIError(405, "the server does not allow this method on the requested resource")
-        _require_json(content_type)
+        require_json(content_type)
         if token_path is not None:
             return (
                 201,
@@ -591,16 +667,6 @@ def _user_info(identity: TokenIdentity) -> dict[str, Any]:
         ],
         "extra": extra,
     }
-
-
-def _require_json(content_type: str | None) -> None:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise APIError(
-            415,
-            "the body of the request was in an unknown format - accepted media types include:"
-            f" application/json (got {media_type or 'none'!r})",
-        )
 
 
 def _decode_object(body: bytes, kind: str) -> dict[str, Any]:
