@@ -51,7 +51,10 @@ elsewhere, its module follows it; ``tests/unit/test_errors.py`` checks that this
     └── KubeError                     _internal/kube/client.py
         ├── KubeConfigError
         ├── KubeTransportError
-        └── KubeStatusError
+        ├── KubeStatusError
+        ├── TaskRunConflict           controller/reconciler.py
+        ├── TransientError            controller/reconciler.py
+        └── WatchExpired              controller/watcher.py
 
 Outside it, on purpose: ``PackError`` (_internal/packimport.py) is an ``ImportError``, because the
 import system is what raises and handles it.

@@ -19,7 +19,14 @@ from entrypoint.controller.backoff import Backoff
 from entrypoint.controller.leader import LeaseElector
 from entrypoint.controller.metrics import Metrics
 from entrypoint.controller.queue import Key, WorkQueue
-from entrypoint.controller.reconciler import Conflict, Outcome, Reconciler, Retry, already_recorded, is_done
+from entrypoint.controller.reconciler import (
+    Outcome,
+    Reconciler,
+    TaskRunConflict,
+    TransientError,
+    already_recorded,
+    is_done,
+)
 from entrypoint.controller.watcher import TaskRunWatcher
 
 log = logging.getLogger("entrypoint.controller")
@@ -135,7 +142,7 @@ class Controller:
                             max(0.0, (dt.datetime.now(dt.UTC) - completed).total_seconds())
                         )
             except Exception as exc:  # a worker never dies: the TaskRun is tried again later
-                cause = "transient" if isinstance(exc, Retry) else "unexpected"
+                cause = "transient" if isinstance(exc, TransientError) else "unexpected"
                 if cause == "unexpected":
                     log.exception("taskrun %s/%s: unexpected error", *key)
                 else:
@@ -153,13 +160,13 @@ class Controller:
         for _ in range(CONFLICT_ATTEMPTS):
             try:
                 return self.reconciler.reconcile(obj)
-            except Conflict:
+            except TaskRunConflict:
                 try:
                     obj = self.api.get_taskrun(*key)
                 except KubeStatusError as exc:
                     if exc.status == 404:
                         return None  # deleted meanwhile
-                    raise Retry(str(exc)) from exc
+                    raise TransientError(str(exc)) from exc
                 except KubeError as exc:
-                    raise Retry(str(exc)) from exc
-        raise Retry(f"taskrun {key[0]}/{key[1]}: still changing after {CONFLICT_ATTEMPTS} attempts")
+                    raise TransientError(str(exc)) from exc
+        raise TransientError(f"taskrun {key[0]}/{key[1]}: still changing after {CONFLICT_ATTEMPTS} attempts")

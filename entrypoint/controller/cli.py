@@ -27,7 +27,7 @@ from entrypoint.controller.leader import LeaseElector
 from entrypoint.controller.metrics import Metrics, serve
 from entrypoint.controller.reconciler import Mode, Reconciler
 from entrypoint.controller.trust import TrustConfig, TrustSource
-from entrypoint.errors import TrustError
+from entrypoint.errors import TrustError, UsageError
 
 PROG = "entrypoint controller"
 EXIT_USAGE = 2
@@ -35,7 +35,7 @@ DEFAULT_JWKS_CONFIGMAP = "signed-entrypoint-jwks"
 log = logging.getLogger("entrypoint.controller")
 
 
-class _Usage(Exception):
+class _ArgumentError(UsageError):
     pass
 
 
@@ -104,7 +104,7 @@ def _configmap(value: str, default_namespace: str) -> tuple[str, str] | None:
         return None
     namespace, sep, name = value.rpartition("/")
     if (sep and not namespace) or not name or "/" in namespace:
-        raise _Usage(f"--jwks-configmap: expected [NAMESPACE/]NAME, got {value!r}")
+        raise _ArgumentError(f"--jwks-configmap: expected [NAMESPACE/]NAME, got {value!r}")
     return (namespace or default_namespace, name)
 
 
@@ -113,19 +113,19 @@ def _check(args: argparse.Namespace) -> None:
         try:
             check_trust_domain(args.trust_domain)
         except TrustBundleError as exc:
-            raise _Usage(f"--trust-domain: {exc}") from exc
+            raise _ArgumentError(f"--trust-domain: {exc}") from exc
         if args.trust_bundle is None and args.spire_socket is None:
-            raise _Usage("--trust-domain needs --trust-bundle or --spire-socket")
+            raise _ArgumentError("--trust-domain needs --trust-bundle or --spire-socket")
     elif args.trust_bundle is not None or args.spire_socket is not None:
-        raise _Usage("--trust-bundle and --spire-socket need --trust-domain")
+        raise _ArgumentError("--trust-bundle and --spire-socket need --trust-domain")
     if args.trust_domain is None and args.kube_trust == "none" and args.jwks is None:
-        raise _Usage("no trust: give --trust-domain with a bundle, or leave --kube-trust on")
+        raise _ArgumentError("no trust: give --trust-domain with a bundle, or leave --kube-trust on")
     if args.workers < 1:
-        raise _Usage(f"--workers: must be at least 1, got {args.workers}")
+        raise _ArgumentError(f"--workers: must be at least 1, got {args.workers}")
     if args.trust_refresh <= 0 or args.renew_deadline <= 0 or args.retry_period <= 0:
-        raise _Usage("--trust-refresh, --renew-deadline and --retry-period must be positive")
+        raise _ArgumentError("--trust-refresh, --renew-deadline and --retry-period must be positive")
     if args.lease_duration <= args.renew_deadline:
-        raise _Usage("--lease-duration must be longer than --renew-deadline")
+        raise _ArgumentError("--lease-duration must be longer than --renew-deadline")
 
 
 def main(argv: list[str]) -> int:
@@ -141,8 +141,10 @@ def main(argv: list[str]) -> int:
         jwks_configmap = _configmap(args.jwks_configmap, own_namespace)
         url = args.kube_api or in_cluster_api_url(os.environ)
         if not url:
-            raise _Usage("--kube-api: not in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); give the URL")
-    except _Usage as exc:
+            raise _ArgumentError(
+                "--kube-api: not in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); give the URL"
+            )
+    except _ArgumentError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -45,11 +45,11 @@ class Mode(StrEnum):
     ENFORCE = "enforce"  # also mark a succeeded TaskRun failed, and emit a Warning event
 
 
-class Conflict(KubeError):
+class TaskRunConflict(KubeError):
     """The TaskRun changed since it was read: read it again and retry."""
 
 
-class Retry(KubeError):
+class TransientError(KubeError):
     """A transient failure (the API server, the trust source): try again later."""
 
 
@@ -124,7 +124,7 @@ class Reconciler:
         self._superseded_lock = threading.Lock()
 
     def reconcile(self, obj: Mapping[str, Any]) -> Outcome:
-        """Raises Conflict (re-read and retry) or Retry (later); any other outcome is final."""
+        """Raises TaskRunConflict (re-read, retry) or TransientError (later); all else is final."""
         if not is_done(obj):
             return Outcome("skipped", why="not done")
         if already_recorded(obj):
@@ -140,7 +140,7 @@ class Reconciler:
         verdict = self._verifier().verify_taskrun(obj, pod=pod)
         elapsed = time.perf_counter() - started
         if self._transient(verdict):
-            raise Retry(f"taskrun {namespace}/{name}: {verdict.reason}: {verdict.message}")
+            raise TransientError(f"taskrun {namespace}/{name}: {verdict.reason}: {verdict.message}")
         if self.observe is not None:
             self.observe(verdict, elapsed)
         self.audit(self._audit_line(verdict, obj))
@@ -174,9 +174,9 @@ class Reconciler:
                     "cannot read pod %s/%s (forbidden): verifying the TaskRun alone", namespace, pod_name
                 )
                 return None
-            raise Retry(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
         except KubeError as exc:
-            raise Retry(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
 
     @staticmethod
     def _transient(verdict: TaskRunVerdict) -> bool:
@@ -216,12 +216,12 @@ class Reconciler:
             written = self.api.patch_taskrun(str(meta["namespace"]), str(meta["name"]), patch, status=True)
         except KubeStatusError as exc:
             if exc.status == 409:
-                raise Conflict(str(exc)) from exc
+                raise TaskRunConflict(str(exc)) from exc
             if exc.status == 404:
                 return ""  # deleted meanwhile: nothing to record on
-            raise Retry(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
         except KubeError as exc:
-            raise Retry(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
         return str((written.get("metadata") or {}).get("resourceVersion", ""))
 
     def _write_annotations(self, namespace: str, name: str, verdict: TaskRunVerdict) -> None:
@@ -237,9 +237,9 @@ class Reconciler:
             self.api.patch_taskrun(namespace, name, patch)
         except KubeStatusError as exc:
             if exc.status != 404:
-                raise Retry(str(exc)) from exc
+                raise TransientError(str(exc)) from exc
         except KubeError as exc:
-            raise Retry(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
 
     def _event(self, obj: Mapping[str, Any], verdict: TaskRunVerdict) -> None:
         meta = obj["metadata"]
@@ -289,4 +289,4 @@ class Reconciler:
         )
 
 
-__all__ = ["Conflict", "Mode", "Outcome", "Reconciler", "Retry", "TaskRunOutcome", "is_done"]
+__all__ = ["Mode", "Outcome", "Reconciler", "TaskRunConflict", "TaskRunOutcome", "TransientError", "is_done"]

@@ -164,7 +164,15 @@ class TrustSource:
         if c.kube_trust == "tokenreview":
             return KubeTokenReview(self.api_server)
         current = KubeJwks.fetch(self.api_server)
-        return self.store.merge(current) if self.store is not None else current
+        if self.store is None:
+            return current
+        try:
+            return self.store.merge(current)
+        except KubeError as exc:
+            # The keys in use now still verify today's TaskRuns; only the archive misses out.
+            log.warning("jwks: cannot keep the keys in configmap %s/%s: %s", self.store.namespace,
+                        self.store.name, exc)  # fmt: skip
+            return current
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.refresh):

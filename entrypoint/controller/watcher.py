@@ -15,7 +15,7 @@ from entrypoint.controller.backoff import Backoff
 log = logging.getLogger("entrypoint.controller")
 
 
-class Expired(Exception):
+class WatchExpired(KubeError):
     """The watch's resourceVersion is older than the API server keeps: list again."""
 
 
@@ -55,7 +55,7 @@ class TaskRunWatcher:
                 self._watch()
                 self.backoff.reset()
                 why = "ended"
-            except Expired:
+            except WatchExpired:
                 self.resource_version = None
                 why = "expired"
             except KubeStatusError as exc:
@@ -83,7 +83,7 @@ class TaskRunWatcher:
                 continue
             if kind == "ERROR":
                 if obj.get("code") == 410:
-                    raise Expired(str(obj.get("message", "")))
+                    raise WatchExpired(str(obj.get("message", "")))
                 raise KubeError(f"watch error: {obj.get('code')}: {obj.get('message')}")
             version = (obj.get("metadata") or {}).get("resourceVersion")
             if isinstance(version, str) and version:
