@@ -102,12 +102,13 @@ STDLIB_DROP = {
 # decode East Asian legacy encodings (1 MB) which nothing in a step's entrypoint reads, or that
 # only speed up what nothing of ours uses (decimal falls back to _pydecimal; lzma and bz2 serve
 # archives; the three with their libraries take 1 MB).  Nor does anything of ours (or of the
-# dependencies) import multiprocessing, mmap, resource, termios or cProfile: each file costs
-# Tekton's init container 0.1-1 ms on a disk (``pack_byte_code``).
+# dependencies) import multiprocessing, resource, termios or cProfile: each file costs Tekton's
+# init container 0.1-1 ms on a disk (``pack_byte_code``).  mmap stays: prometheus-client (the
+# controller's metrics, never a step's) imports it when loaded.
 DYNLOAD_DROP = re.compile(
     r"^(_test\w*|_ctypes_test|xx\w*|_xxsubinterpreters|_xxtestfuzz|_curses\w*|_dbm|_gdbm|_sqlite3"
     r"|readline|nis|ossaudiodev|audioop|_crypt|_tkinter|spwd|_codecs_\w+|_multibytecodec"
-    r"|_decimal|_lzma|_bz2|_multiprocessing|_posixshmem|mmap|resource|termios|_lsprof)\."
+    r"|_decimal|_lzma|_bz2|_multiprocessing|_posixshmem|resource|termios|_lsprof)\."
 )
 # Optional extras that a dependency would pick up silently if they were present (httpx imports
 # zstandard and brotli when installed): nothing of ours uses them.  cffi and pycparser only build

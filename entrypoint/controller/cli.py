@@ -135,6 +135,8 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: a line per TaskRun patched says nothing the audit line does not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     own_namespace = _own_namespace()
     try:
         _check(args)

@@ -165,7 +165,7 @@ class Reconciler:
         if not isinstance(pod_name, str) or not pod_name:
             return None
         try:
-            return self.api.get_pod(namespace, pod_name)
+            pod = self.api.get_pod(namespace, pod_name)
         except KubeStatusError as exc:
             if exc.status == 404:
                 return None  # gone (pruned, or deleted on timeout): the TaskRun's copy is verified
@@ -177,6 +177,15 @@ class Reconciler:
             raise TransientError(str(exc)) from exc
         except KubeError as exc:
             raise TransientError(str(exc)) from exc
+        uid = str(_field(obj, "metadata").get("uid", ""))
+        owners = _field(pod, "metadata").get("ownerReferences") or []
+        if not any(isinstance(o, Mapping) and o.get("uid") == uid for o in owners):
+            # Another object's pod of the same name (a TaskRun deleted and made again, or a pod
+            # made by hand): its messages say nothing about this TaskRun, whose own copy is verified.
+            log.warning("pod %s/%s is not owned by taskrun uid %s: verifying the TaskRun alone", namespace,
+                        pod_name, uid)  # fmt: skip
+            return None
+        return pod
 
     @staticmethod
     def _transient(verdict: TaskRunVerdict) -> bool:

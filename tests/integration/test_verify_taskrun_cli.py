@@ -12,33 +12,9 @@ import pytest
 
 from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.support.pki import NS, TASKRUN, TD
+from tests.support.signed_taskruns import run_spire_steps
 from tests.support.tekton import TektonRoot, entrypoint_command
-from tests.support.tekton_status import StepRun, pod_object, taskrun_object
-
-
-def sh(script: str) -> list[str]:
-    return ["-entrypoint", "/bin/sh", "--", "-c", script]
-
-
-def run_steps(root: TektonRoot, agent: WorkloadAPIServer, fmt: str) -> list[StepRun]:
-    """Two steps: the first writes two results; the second rewrites one and fails with 3 under
-    onError: continue, so Tekton records exit code 3 from its ExitCode entry."""
-    signing = ["-signing_backend=spire", f"-signature_format={fmt}", "-spire_socket_path", agent.address,
-               "-signing_timeout", "5s", "-signing_retry_interval", "100ms"]  # fmt: skip
-    results = root / "results"
-    scripts = [
-        (f'printf 0a1b2c3d > {results}/commit; printf \'["a","b"]\' > {results}/list', []),
-        (f"printf ffff0000 > {results}/commit; exit 3", ["-on_error", "continue"]),
-    ]
-    steps = []
-    for i, (script, extra) in enumerate(scripts):
-        args = root.step_args(i)
-        term = root.run_dir(i) / "termination"
-        args[args.index("-termination_path") + 1] = str(term)
-        p = root.run([*args, *signing, *extra, "-results", "commit,list", *sh(script)])
-        assert p.returncode == 0, p.stderr
-        steps.append(StepRun(f"s{i}", term.read_text(), exit_code=p.returncode))
-    return steps
+from tests.support.tekton_status import pod_object, taskrun_object
 
 
 def verify(
@@ -59,7 +35,7 @@ def verify(
 def test_a_taskrun_signed_by_the_entrypoint_verifies_as_stored(
     root: TektonRoot, agent: WorkloadAPIServer, bundle: Path, tmp_path: Path, fmt: str
 ) -> None:
-    steps = run_steps(root, agent, fmt)
+    steps = run_spire_steps(root, agent, fmt)
     tr = taskrun_object(NS, TASKRUN, steps)
     assert tr["status"]["steps"][1]["terminated"]["exitCode"] == 3
     p = verify(tmp_path, bundle, tr)
@@ -79,7 +55,7 @@ def test_a_taskrun_signed_by_the_entrypoint_verifies_as_stored(
 def test_a_tampered_status_fails_with_the_reason(
     root: TektonRoot, agent: WorkloadAPIServer, bundle: Path, tmp_path: Path, fmt: str
 ) -> None:
-    tr = taskrun_object(NS, TASKRUN, run_steps(root, agent, fmt))
+    tr = taskrun_object(NS, TASKRUN, run_spire_steps(root, agent, fmt))
     for r in tr["status"]["results"]:
         if r["name"] == "commit":
             r["value"] = "0a1b2c3d"  # the earlier step's value: Tekton kept the later one
@@ -91,7 +67,7 @@ def test_a_tampered_status_fails_with_the_reason(
 def test_the_exit_code_a_compact_step_recorded_cannot_be_rewritten(
     root: TektonRoot, agent: WorkloadAPIServer, bundle: Path, tmp_path: Path
 ) -> None:
-    tr = taskrun_object(NS, TASKRUN, run_steps(root, agent, "compact"))
+    tr = taskrun_object(NS, TASKRUN, run_spire_steps(root, agent, "compact"))
     tr["status"]["steps"][1]["terminated"]["exitCode"] = 0  # hide the failure
     p = verify(tmp_path, bundle, tr)
     assert p.returncode == 1

@@ -14,10 +14,12 @@ from entrypoint._internal.backends.k8s_sat.evidence import token_identity
 from entrypoint._internal.backends.spire.evidence import x509_identity
 from entrypoint.termination import RunResult
 from entrypoint.testing.ca import TestCA
+from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.support import tokens
 from tests.support.messages import message
 from tests.support.pki import spiffe_id
 from tests.support.signed import sign_entries
+from tests.support.tekton import TektonRoot
 from tests.support.tekton_status import StepRun, taskrun_object
 
 STARTED = RunResult("StartedAt", "2026-12-03T10:00:00.000Z", 3)
@@ -81,3 +83,26 @@ def signed_taskrun(
     return taskrun_object(
         namespace, name, [StepRun("build", text)], task_results=[{"name": r.key} for r in results]
     )
+
+
+def run_spire_steps(root: TektonRoot, agent: WorkloadAPIServer, fmt: str) -> list[StepRun]:
+    """Two steps through the real entrypoint, signing with the agent's SVID in ``fmt``: the first
+    writes two results; the second rewrites one and fails with 3 under onError: continue, so
+    Tekton records exit code 3 from its ExitCode entry."""
+    signing = ["-signing_backend=spire", f"-signature_format={fmt}", "-spire_socket_path", agent.address,
+               "-signing_timeout", "5s", "-signing_retry_interval", "100ms"]  # fmt: skip
+    results = root / "results"
+    scripts = [
+        (f'printf 0a1b2c3d > {results}/commit; printf \'["a","b"]\' > {results}/list', []),
+        (f"printf ffff0000 > {results}/commit; exit 3", ["-on_error", "continue"]),
+    ]
+    steps = []
+    for i, (script, extra) in enumerate(scripts):
+        args = root.step_args(i)
+        term = root.run_dir(i) / "termination"
+        args[args.index("-termination_path") + 1] = str(term)
+        command = ["-entrypoint", "/bin/sh", "--", "-c", script]
+        p = root.run([*args, *signing, *extra, "-results", "commit,list", *command])
+        assert p.returncode == 0, p.stderr
+        steps.append(StepRun(f"s{i}", term.read_text(), exit_code=p.returncode))
+    return steps
