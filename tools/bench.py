@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_controller import bench_taskrun_verify
+from bench_controller import bench_controller, bench_taskrun_verify
 from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn
 
 TYPE_CHECKING = False
@@ -455,6 +455,7 @@ SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "image": bench_entrypoint_image,
     "go-pair": bench_go_pair,
     "taskrun-verify": bench_taskrun_verify,
+    "controller": bench_controller,
 }
 
 

@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        client = KubeClient(url, token_file=args.kube_token_file, ca_file=args.kube_ca_file)
+        client = KubeClient(url, token_file=args.kube_token_file, ca_file=args.kube_ca_file, keep_alive=True)
         api_server = ApiServer(url, token_file=args.kube_token_file, ca_file=args.kube_ca_file)
     except (KubeError, TrustError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -11,8 +11,10 @@ transport instead of a server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -87,6 +89,7 @@ class KubeClient:
         ca_file: str | None = None,
         timeout: float = 10.0,
         transport: Any = None,
+        keep_alive: bool = False,
     ) -> None:
         if not url.startswith("https://"):
             # The bearer token goes in the request: never in clear text.
@@ -96,6 +99,39 @@ class KubeClient:
         self.ca_file = ca_file
         self.timeout = timeout
         self.transport = transport
+        # A step makes one or two requests and exits; a controller makes thousands, and a TLS
+        # handshake for each was most of its time per TaskRun: keep_alive reuses connections.
+        self.keep_alive = keep_alive
+        self._pooled: Any = None
+        self._pool_lock = threading.Lock()
+
+    def _client_options(self, timeout: Any) -> dict[str, Any]:
+        options: dict[str, Any] = {"timeout": timeout, "trust_env": False}
+        if self.transport is not None:
+            options["transport"] = self.transport
+        else:
+            options["verify"] = self.ssl_context()
+        return options
+
+    @contextlib.contextmanager
+    def _client(self, timeout: float) -> Iterator[Any]:
+        import httpx
+
+        if not self.keep_alive:
+            with httpx.Client(**self._client_options(timeout)) as client:
+                yield client
+            return
+        with self._pool_lock:
+            if self._pooled is None:
+                self._pooled = httpx.Client(**self._client_options(self.timeout))
+            pooled = self._pooled
+        yield pooled
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pooled is not None:
+                self._pooled.close()
+                self._pooled = None
 
     def ssl_context(self) -> ssl.SSLContext:
         try:
@@ -130,17 +166,10 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type
         content = None if body is None else json.dumps(body).encode()
-        options: dict[str, Any] = {
-            "timeout": self.timeout if timeout is None else timeout,
-            "trust_env": False,
-        }
-        if self.transport is not None:
-            options["transport"] = self.transport
-        else:
-            options["verify"] = self.ssl_context()
+        wait = self.timeout if timeout is None else timeout
         try:
-            with httpx.Client(**options) as client:
-                response = client.request(method, url, content=content, headers=headers)
+            with self._client(wait) as client:
+                response = client.request(method, url, content=content, headers=headers, timeout=wait)
         except httpx.HTTPError as exc:
             raise KubeTransportError(url, exc) from exc
         if response.status_code not in (200, 201):
@@ -167,14 +196,8 @@ class KubeClient:
         url = self.url + path
         bearer = self.bearer_token()
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        options: dict[str, Any] = {
-            "timeout": httpx.Timeout(self.timeout, read=read_timeout),
-            "trust_env": False,
-        }
-        if self.transport is not None:
-            options["transport"] = self.transport
-        else:
-            options["verify"] = self.ssl_context()
+        # A client of its own: a watch holds its connection for minutes.
+        options = self._client_options(httpx.Timeout(self.timeout, read=read_timeout))
         try:
             with httpx.Client(**options) as client, client.stream("GET", url, headers=headers) as response:
                 if response.status_code != 200:
