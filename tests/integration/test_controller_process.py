@@ -114,9 +114,9 @@ def test_spire_signed_taskruns_are_recorded_verified_with_and_without_their_pod(
 ) -> None:
     steps = run_spire_steps(root, agent, fmt)
     with KubeAPIServer() as kube:
-        h = Harness(
-            kube, tmp_path, ["--trust-domain", TD, "--trust-bundle", str(bundle), "--kube-trust", "none"]
-        )
+        # The bundle from a file, or from the Workload API as a SPIRE deployment gives it.
+        source = ["--trust-bundle", str(bundle)] if fmt == "tekton" else ["--spire-socket", agent.address]
+        h = Harness(kube, tmp_path, ["--trust-domain", TD, *source, "--kube-trust", "none"])
         tr = taskrun_object(NS, TASKRUN, steps)
         kube.create(tr)
         kube.put_pod_object(pod_object(NS, tr, steps))
