@@ -3,19 +3,22 @@
 ServiceAccount's token beside Tekton's real controller, and TaskRuns whose steps signed through the
 real entrypoint (the kubelet's part played by tests/e2e/kubelet.py).
 
-Each completed TaskRun gets the ``SignedResultsVerified`` condition Tekton defines, True for the
-genuine one and False for one whose step message was tampered with before Tekton read it; the
-verdict annotation, the audit line and the metrics agree; and after the pod is gone the TaskRun
-verifies offline from the JWKS the controller kept in its ConfigMap.
+Both backends (SPIRE through a Workload API double, oidc-sa-token through the real API server),
+both formats. Each completed TaskRun gets the ``SignedResultsVerified`` condition Tekton defines,
+True for the genuine one and False for one whose step messages were tampered with before Tekton
+read them; the verdict annotation, the audit line and the metrics agree; and after the pod is gone
+the TaskRun verifies offline (oidc-sa-token: with the JWKS the controller kept in its ConfigMap).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +29,14 @@ import httpx
 import pytest
 
 from entrypoint.termination import parse_message
+from entrypoint.testing.ca import TestCA
+from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.e2e import kubelet
 from tests.e2e.conftest import Tekton
 from tests.e2e.realkube import ControlPlane, Kube
 from tests.support.k8s_sat import entrypoint, sa_flags, sh, write_results
 from tests.support.paths import REPO
+from tests.support.pki import TD, spiffe_id
 from tests.support.tekton import TektonRoot, entrypoint_command
 
 NS, SA, NODE = "verified", "builder", "node-1"
@@ -85,10 +91,19 @@ def admin(control_plane: ControlPlane, tekton: Tekton) -> Iterator[Kube]:
 
 
 @pytest.fixture(scope="module")
+def spire_ca() -> TestCA:
+    """The SPIRE backend's trust domain (a Workload API double per TaskRun: the real SPIRE server
+    and agent are not built here)."""
+    return TestCA(TD)
+
+
+@pytest.fixture(scope="module")
 def controller(
-    control_plane: ControlPlane, admin: Kube, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, admin: Kube, spire_ca: TestCA, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Controller]:
     directory = tmp_path_factory.mktemp("controller")
+    bundle = directory / "bundle.pem"
+    bundle.write_bytes(spire_ca.bundle_pem())
     applied = subprocess.run(
         [sys.executable, str(REPO / "tools" / "kube_apply.py"), "--server", control_plane.url, "--ca-file",
          str(control_plane.ca_file), "--token-file", str(control_plane.admin_token_file), str(MANIFEST)],
@@ -105,7 +120,8 @@ def controller(
             [*entrypoint_command(), "controller", "--kube-api", control_plane.url, "--kube-token-file",
              str(token), "--kube-ca-file", str(control_plane.ca_file), "--lease-namespace", CONTROLLER_NS,
              "--jwks-configmap", f"{CONTROLLER_NS}/{JWKS_CONFIGMAP}", "--metrics-address", "127.0.0.1",
-             "--metrics-port", "0", "--retry-period", "0.5"],
+             "--metrics-port", "0", "--retry-period", "0.5", "--trust-domain", TD,
+             "--trust-bundle", str(bundle)],
             stdout=out, stderr=err, env=env,
         )  # fmt: skip
     try:
@@ -132,26 +148,56 @@ def _ready(c: Controller) -> bool | None:
 
 
 def run_taskrun(
-    plane: ControlPlane, admin: Kube, name: str, fmt: str, directory: Path, *, tamper: bool = False
+    plane: ControlPlane,
+    admin: Kube,
+    name: str,
+    fmt: str,
+    directory: Path,
+    *,
+    backend: str = "oidc-sa-token",
+    spire_ca: TestCA | None = None,
+    tamper: bool = False,
 ) -> dict[str, Any]:
-    """A TaskRun of the two-step Task, both steps signing with ``oidc-sa-token`` in ``fmt``; the
-    kubelet reports their messages (the first one's result rewritten when ``tamper``)."""
+    """A TaskRun of the two-step Task, both steps signing with ``backend`` in ``fmt``; the kubelet
+    reports their messages (every step's ``commit`` rewritten when ``tamper``)."""
     admin.create(
         f"/apis/tekton.dev/v1/namespaces/{NS}/taskruns",
         {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
          "spec": {"serviceAccountName": SA, "taskRef": {"name": f"{TASK}-{fmt}"}}},
     )  # fmt: skip
     pod = kubelet.bind(admin, NS, f"{name}-pod", NODE)
+    with contextlib.ExitStack() as stack:
+        if backend == "spire":
+            assert spire_ca is not None
+            sock = stack.enter_context(tempfile.TemporaryDirectory(prefix="wl-", dir="/tmp"))
+            agent = stack.enter_context(
+                WorkloadAPIServer(f"{sock}/agent.sock", spire_ca, spiffe_id(name, NS))
+            )
+            signing = ["-signing_backend=spire", f"-signature_format={fmt}",
+                       "-spire_socket_path", agent.address, "-signing_timeout", "20s"]  # fmt: skip
+        else:
+            signing = sa_flags(fmt, "-signing_timeout", "20s")
 
-    def write(root: Path) -> list[str]:
-        return [*sa_flags(fmt, "-signing_timeout", "20s"), "-results", "commit",
-                *sh(write_results(TektonRoot(root), {"commit": "abc123"}))]  # fmt: skip
+        def write(root: Path) -> list[str]:
+            return [
+                *signing,
+                "-results",
+                "commit",
+                *sh(write_results(TektonRoot(root), {"commit": "abc123"})),
+            ]
 
-    def read(root: Path) -> list[str]:
-        return [*sa_flags(fmt, "-signing_timeout", "20s"), "-results", "commit",
-                "-entrypoint", "cat", "--", str(root / "results" / "commit")]  # fmt: skip
+        def read(root: Path) -> list[str]:
+            return [
+                *signing,
+                "-results",
+                "commit",
+                "-entrypoint",
+                "cat",
+                "--",
+                str(root / "results" / "commit"),
+            ]
 
-    messages, started, finished = kubelet.run_steps(plane, admin, pod, directory, [write, read])
+        messages, started, finished = kubelet.run_steps(plane, admin, pod, directory, [write, read])
     if tamper:
         # What a compromised step container could do to its own message: change a signed value.
         for i, message in enumerate(messages):
@@ -193,12 +239,23 @@ def verdict_of(admin: Kube, name: str) -> tuple[dict[str, Any], dict[str, Any], 
     return tr, found, time.monotonic() - completed
 
 
-@pytest.mark.parametrize("fmt", ["compact", "tekton"])
+BACKENDS = ["oidc-sa-token", "spire"]
+FORMATS = ["compact", "tekton"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_genuine_taskrun_is_recorded_verified(
-    control_plane: ControlPlane, admin: Kube, controller: Controller, tmp_path: Path, fmt: str
+    control_plane: ControlPlane,
+    admin: Kube,
+    controller: Controller,
+    spire_ca: TestCA,
+    tmp_path: Path,
+    fmt: str,
+    backend: str,
 ) -> None:
-    name = f"genuine-{fmt}"
-    pod = run_taskrun(control_plane, admin, name, fmt, tmp_path)
+    name = f"genuine-{backend}-{fmt}"
+    pod = run_taskrun(control_plane, admin, name, fmt, tmp_path, backend=backend, spire_ca=spire_ca)
     tr, found, latency = verdict_of(admin, name)
     print(f"{name}: {CONDITION} {found['status']} {latency:.2f} s after Tekton marked it done")
     assert (found["status"], found["reason"]) == ("True", "TaskRunResultsVerified"), found
@@ -209,26 +266,41 @@ def test_a_genuine_taskrun_is_recorded_verified(
     [line] = [a for a in controller.audit_lines() if a["taskRun"] == f"{NS}/{name}"]
     assert (line["outcome"], line["uid"]) == ("Verified", tr["metadata"]["uid"])
     uid = pod["metadata"]["uid"]
-    assert line["identity"] == [f"system:serviceaccount:{NS}:{SA} (pod {name}-pod, uid {uid})"]
-
-    # The pod gone, the TaskRun as stored and the keys the controller kept verify offline.
-    admin.delete_pod(NS, f"{name}-pod")
-    cm = admin.get(f"/api/v1/namespaces/{CONTROLLER_NS}/configmaps/{JWKS_CONFIGMAP}")
-    (tmp_path / "jwks.json").write_text(cm["data"]["jwks.json"])
-    (tmp_path / "tr.json").write_text(json.dumps(admin.get(taskrun_path(name))))
-    p = entrypoint(
-        "verify", "--taskrun-object", str(tmp_path / "tr.json"), "--jwks", str(tmp_path / "jwks.json")
+    expected = (
+        f"system:serviceaccount:{NS}:{SA} (pod {name}-pod, uid {uid})"
+        if backend == "oidc-sa-token"
+        else spiffe_id(name, NS)
     )
+    assert line["identity"] == [expected]
+
+    # The pod gone, the TaskRun as stored (and, for tokens, the keys the controller kept) verify offline.
+    admin.delete_pod(NS, f"{name}-pod")
+    (tmp_path / "tr.json").write_text(json.dumps(admin.get(taskrun_path(name))))
+    if backend == "oidc-sa-token":
+        cm = admin.get(f"/api/v1/namespaces/{CONTROLLER_NS}/configmaps/{JWKS_CONFIGMAP}")
+        (tmp_path / "jwks.json").write_text(cm["data"]["jwks.json"])
+        trust = ["--jwks", str(tmp_path / "jwks.json")]
+    else:
+        (tmp_path / "bundle.pem").write_bytes(spire_ca.bundle_pem())
+        trust = ["--trust-domain", TD, "--trust-bundle", str(tmp_path / "bundle.pem")]
+    p = entrypoint("verify", "--taskrun-object", str(tmp_path / "tr.json"), *trust)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.startswith(f"VERIFIED taskrun {NS}/{name}")
 
 
-@pytest.mark.parametrize("fmt", ["compact", "tekton"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_tampered_message_is_recorded_failed(
-    control_plane: ControlPlane, admin: Kube, controller: Controller, tmp_path: Path, fmt: str
+    control_plane: ControlPlane,
+    admin: Kube,
+    controller: Controller,
+    spire_ca: TestCA,
+    tmp_path: Path,
+    fmt: str,
+    backend: str,
 ) -> None:
-    name = f"tampered-{fmt}"
-    run_taskrun(control_plane, admin, name, fmt, tmp_path, tamper=True)
+    name = f"tampered-{backend}-{fmt}"
+    run_taskrun(control_plane, admin, name, fmt, tmp_path, backend=backend, spire_ca=spire_ca, tamper=True)
     tr, found, _ = verdict_of(admin, name)
     # Tekton took the forged value: only the verdict tells.
     results = {r["name"]: r["value"] for r in tr["status"]["results"]}
