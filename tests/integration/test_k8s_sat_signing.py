@@ -917,7 +917,7 @@ def test_own_pod_admission_policy_stops_a_sibling_pod_and_not_an_honest_step(
     # background fetch and the one made again when the results are signed).
     assert attempts <= 2, attempts
     assert attack.stderr.count("\n") == 1, attack.stderr  # one line, no traceback
-    assert "HTTP 403" in attack.stderr, attack.stderr
+    assert "HTTP 422" in attack.stderr, attack.stderr
     assert f"ValidatingAdmissionPolicy '{OWN_POD_POLICY}'" in attack.stderr
     assert (
         "denied request: signed-entrypoint tokens must be bound to the pod that requests them"

@@ -360,14 +360,20 @@ def _ref(name: str = POD, uid: str | None = POD_UID, kind: str = "Pod") -> dict[
 
 
 def _assert_policy_denial(response: httpx.Response) -> None:
-    _assert_status(response, 403, "Forbidden")
+    # 422 Invalid, as kube-apiserver v1.37.2 answers (tests/e2e/test_admission_policy.py): a
+    # validation without a reason is Invalid, under admission.NewForbidden's message.
+    _assert_status(response, 422, "Invalid")
     body = response.json()
-    # admission.NewForbidden around the policy plugin's message, as kube-apiserver words it.
     assert body["message"] == (
         f"serviceaccounts \"{SA}\" is forbidden: ValidatingAdmissionPolicy '{OWN_POD_POLICY}'"
         f" with binding '{OWN_POD_POLICY}' denied request: {OWN_POD_POLICY_MESSAGE}"
     )
-    assert body["details"] == {"name": SA, "kind": "serviceaccounts"}
+    denial = f"ValidatingAdmissionPolicy '{OWN_POD_POLICY}' with binding '{OWN_POD_POLICY}' denied request: "
+    assert body["details"] == {
+        "name": SA,
+        "kind": "serviceaccounts",
+        "causes": [{"message": denial + OWN_POD_POLICY_MESSAGE}],
+    }
 
 
 def test_without_the_policy_a_pod_may_bind_a_token_to_a_sibling_pod(

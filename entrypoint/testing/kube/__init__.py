@@ -31,8 +31,8 @@ docs/oidc-sa-token.md §6 recommends against one pod of a service account asking
 another pod of the same service account.  A TokenRequest with an audience starting with
 ``signed-entrypoint:`` (after defaulting) must bind the token to the pod the caller's own token is bound
 to: ``kind: Pod`` and the UID in the caller's ``userInfo.extra['authentication.kubernetes.io/pod-uid']``.
-Otherwise the answer is the policy's denial, 403 Forbidden; a caller whose token is bound to no pod is
-denied too.  As in kube-apiserver's TokenRequest storage, validating admission runs
+Otherwise the answer is the policy's denial, 422 Invalid (as the real one); a caller whose token is
+bound to no pod is denied too.  As in kube-apiserver's TokenRequest storage, validating admission runs
 after the service-account lookup (404) and the static validation (422), and before the bound object is
 looked up (404/409/400).
 

@@ -186,7 +186,8 @@ class TokenFetcher:
         except KubeStatusError as exc:
             text = f"TokenRequest {exc}"
             # A 403 from RBAC may pass once a new grant propagates; one from an admission policy
-            # ("... denied request ...", "admission webhook ... denied the request") will not.
+            # ("... denied request ...", "admission webhook ... denied the request") will not.  A
+            # ValidatingAdmissionPolicy without a reason answers 422, which is never retried.
             denied = exc.status == 403 and "denied" in text
             if exc.status in _RETRY_STATUS and not denied:
                 raise RetryableSigningError(text) from exc
