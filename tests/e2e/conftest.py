@@ -2,8 +2,9 @@
 Go module proxy), started once for the session on free ports with its state in a temporary directory,
 and stopped at the end.
 
-``make e2e`` builds the peers first (``tools/peers.sh build etcd kube-apiserver``, 10-30 minutes cold
-on two cores) and then runs this suite.  Where they are not built, every test here is skipped with
+``make e2e`` and ``make test`` build the peers first (``tools/peers.sh build etcd kube-apiserver
+tekton-controller``, ~15 minutes cold on two cores) and then run this suite.  Where they are not built
+(pytest run by hand), every test here is skipped with
 that reason, and only then: a control plane that is built but fails to start fails the tests.
 """
 
