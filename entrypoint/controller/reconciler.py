@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -94,6 +95,17 @@ def already_recorded(obj: Mapping[str, Any]) -> bool:
     return has_condition and annotations.get(POD_ANNOTATION) == status.get("podName", "")
 
 
+_stdout_lock = threading.Lock()
+
+
+def _write_line(line: str) -> None:
+    # One write per line, under a lock: print() from two workers writes the text and the newline
+    # separately, and two audit lines then share one line of the log (seen in CI).
+    with _stdout_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -117,7 +129,7 @@ class Reconciler:
         self.mode = mode
         self.is_leader = is_leader
         self.observe = observe
-        self.audit = audit or (lambda line: print(line, flush=True))
+        self.audit = audit or _write_line
         # The resourceVersions our own writes moved past, per TaskRun: the watch delivers them
         # after the fact, and they need no second verification.
         self._superseded: dict[tuple[str, str], set[str]] = {}

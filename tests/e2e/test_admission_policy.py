@@ -51,9 +51,27 @@ def cluster(control_plane: ControlPlane) -> Iterator[tuple[Kube, dict[str, Any],
         )
         admin.create(f"{ADMISSION}/validatingadmissionpolicies", policy)
         admin.create(f"{ADMISSION}/validatingadmissionpolicybindings", binding)
-        yield admin, a, b
+        try:
+            yield admin, a, b
+        finally:
+            # The control plane is the session's: other modules ask for signed-entrypoint: tokens
+            # the policy would refuse (a stale policy denied tests/e2e/test_double_vs_real.py's).
+            for collection, obj in (("validatingadmissionpolicybindings", binding),
+                                    ("validatingadmissionpolicies", policy)):  # fmt: skip
+                r = admin.request("DELETE", f"{ADMISSION}/{collection}/{obj['metadata']['name']}")
+                assert r.status_code == 200, r.text
+            kubelet.wait("the policy gone", lambda: _admits_any(control_plane, admin, b))
     finally:
         admin.close()
+
+
+def _admits_any(plane: ControlPlane, admin: Kube, pod: dict[str, Any]) -> bool | None:
+    """Whether a signed-entrypoint: token bound to nothing is issued again (the policy unloaded)."""
+    client = plane.client(admin.token(NS, SA, seconds=3607, pod=pod))
+    try:
+        return True if client.token_request(NS, SA, audiences=[AUDIENCE]).status_code == 201 else None
+    finally:
+        client.close()
 
 
 def as_pod(plane: ControlPlane, admin: Kube, pod: dict[str, Any]) -> Kube:

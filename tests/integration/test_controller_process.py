@@ -207,7 +207,11 @@ def test_enforce_fails_the_taskrun_and_emits_an_event(
     assert (succeeded["status"], succeeded["reason"]) == ("False", "TaskRunResultsVerificationFailed")
     fine = condition(harness.verdict("team", "fine"), "Succeeded")
     assert fine is not None and fine["status"] == "True"  # a verified TaskRun is left alone
-    [event] = [e for e in harness.kube.events("team") if e["involvedObject"]["name"] == "forged"]
+    # The event follows the verdict's writes.
+    [event] = wait_for(
+        "the Warning event",
+        lambda: [e for e in harness.kube.events("team") if e["involvedObject"]["name"] == "forged"] or None,
+    )
     assert (event["type"], event["reason"]) == ("Warning", "TaskRunResultsVerificationFailed")
     assert "ResultMismatch" in event["message"]
     assert c.stop() == 0
