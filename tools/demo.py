@@ -86,6 +86,8 @@ def start_agent(sock: Path, bundle: Path) -> subprocess.Popen[str]:
 def start_kube_api(sa_dir: Path) -> tuple[subprocess.Popen[str], str]:
     pod = f"{NAMESPACE}/{TASKRUN}-pod/{POD_UID}"
     args = ["--pod", pod, "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir)]
+    # `verify --kube-api` below reviews tokens with the pod's own token: grant it TokenReview.
+    args += ["--token-reviewer", f"{NAMESPACE}/{SERVICE_ACCOUNT}"]
     server, url = start_server("kube_api", args, "Kubernetes API server")
     print(f"local Kubernetes API server: {url}, pod {pod}, service account {SERVICE_ACCOUNT}")
     return server, url

@@ -18,6 +18,13 @@ from entrypoint.testing.kube import ALGORITHMS, KubeAPIServer
 __all__ = [*kube.__all__, "main"]  # noqa: PLE0604
 
 
+def _parse_service_account(value: str) -> tuple[str, str]:
+    namespace, _, name = value.partition("/")
+    if not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
+    return namespace, name
+
+
 def _parse_pod(value: str) -> tuple[str, str, str]:
     parts = value.split("/")
     if len(parts) != 3 or not all(parts):
@@ -55,6 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="admission policy: signed-entrypoint tokens may only be bound to the requesting pod",
     )
     parser.add_argument(
+        "--token-reviewer",
+        action="append",
+        default=[],
+        type=_parse_service_account,
+        metavar="NS/SA",
+        help="a service account that may create TokenReviews (system:auth-delegator; repeatable)",
+    )
+    parser.add_argument(
+        "--anonymous-discovery",
+        action="store_true",
+        help="serve OIDC discovery and the JWKS to callers without credentials too",
+    )
+    parser.add_argument(
         "--in-cluster-dir",
         metavar="DIR",
         help="write token, ca.crt and namespace for the first pod here before 'ready'",
@@ -70,8 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_token_seconds=args.max_token_seconds,
             port=args.port,
             own_pod_tokens_only=args.own_pod_tokens_only,
+            anonymous_discovery=args.anonymous_discovery,
         )
         pods = [server.add_pod(ns, name, uid, args.service_account, args.node) for ns, name, uid in args.pod]
+        for namespace, name in args.token_reviewer:
+            server.allow_token_review(namespace, name)
         server.start()
     except (ValueError, OSError) as err:
         print(f"kube_api: {err}", file=sys.stderr)

@@ -92,11 +92,12 @@ def pair(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         server.add_pod(NS, POD, pod["metadata"]["uid"], SA, node=NODE)
         ca.write_bytes(server.ca_pem)
         key = server._keys[0]  # the double's signing key, for the forged-claims cases
+        server.allow_token_review(reviewer_ns, reviewer)  # its system:auth-delegator binding
         double = Side(
             "double",
             _client(server.url, ca),
             server.caller_token(NS, SA, POD),
-            server.caller_token(NS, SA, POD),  # the double has no RBAC: any caller may review
+            server.issue_token(reviewer_ns, reviewer),
             server.issuer,
             lambda claims: jwt.encode(claims, key.private, algorithm="RS256", headers={"kid": key.kid}),
             pod["metadata"]["uid"],
@@ -248,23 +249,23 @@ CASES: list[Case] = [
         lambda s: s.call(
             "POST", TOKEN_PATH, json={"apiVersion": AUTH_API, "kind": "TokenRequest", "spec": {}}
         ),
-        "spec.boundObjectRef is null when absent (server.py:460)",
+        "",
     ),
-    ("token request: 599 s", _request(expirationSeconds=599), "422 details lack causes[] (objects.py:92-98)"),
+    ("token request: 599 s", _request(expirationSeconds=599), ""),
     (
         "token request: 2^32+1 s",
         _request(expirationSeconds=(1 << 32) + 1),
-        "422 details lack causes[] (objects.py:92-98)",
+        "",
     ),
     (
         "token request: expirationSeconds a string",
         _request(expirationSeconds="600"),
-        "Go's json error text (server.py:432-434)",
+        "",
     ),
     (
         "token request: audiences a string",
         _request(audiences="x"),
-        "Go's json error text (server.py:427-431)",
+        "",
     ),
     (
         "token request: wrong pod uid",
@@ -284,7 +285,7 @@ CASES: list[Case] = [
     (
         "token request: empty pod name",
         _request(boundObjectRef={"apiVersion": "v1", "kind": "Pod", "name": ""}),
-        "real says 'Name parameter required.' (server.py:478-479)",
+        "",
     ),
     (
         "token request: a Deployment",
@@ -299,7 +300,7 @@ CASES: list[Case] = [
     (
         "token request: a Node",
         _request(boundObjectRef={"apiVersion": "v1", "kind": "Node", "name": NODE}),
-        "real binds tokens to Nodes (1.32+); the double answers 400 (server.py:475)",
+        "",
     ),
     (
         "token request: another service account",
@@ -311,41 +312,40 @@ CASES: list[Case] = [
     (
         "token request: a garbage bearer token",
         _request(caller="garbage"),
-        "real 401 has no WWW-Authenticate (server.py:362-363)",
+        "",
     ),
     (
         "token request: no credential",
         _request(caller="anonymous"),
-        "real: 403 for system:anonymous, not 401 (server.py:400-404)",
+        "",
     ),
     (
         "token request: text/plain",
         lambda s: s.call("POST", TOKEN_PATH, content=b"{}", headers={"Content-Type": "text/plain"}),
-        "415 message (server.py:596-603)",
+        "",
     ),
     (
         "token request: not JSON",
         lambda s: s.call(
             "POST", TOKEN_PATH, content=b"{not json", headers={"Content-Type": "application/json"}
         ),
-        "400 message (server.py:606-610)",
+        "",
     ),
     (
         "token request: another kind",
         lambda s: s.call("POST", TOKEN_PATH, json={"apiVersion": "v1", "kind": "Pod"}),
-        "400 message (server.py:613-618)",
+        "",
     ),
     (
         "token request: GET",
         lambda s: s.call("GET", TOKEN_PATH),
-        "real authorizes before routing: 403, not 405 (server.py:387-389)",
+        "",
     ),
     # -- TokenReview ---------------------------------------------------------------------------------------
     (
         "token review: by the pod (no RBAC grant)",
         _review("pod", lambda s: "abc"),
-        "TokenReview needs create on tokenreviews (system:auth-delegator);"
-        " the double lets any caller (server.py:387-398)",
+        "",
     ),
     (
         "token review: the mounted token",
@@ -371,7 +371,7 @@ CASES: list[Case] = [
     (
         "token review: not a JWT",
         _review("reviewer", lambda s: "hello"),
-        "error without brackets for a token no authenticator claims (server.py:522)",
+        "",
     ),
     ("token review: no token", _review("reviewer", lambda s: ""), ""),
     (
@@ -379,7 +379,7 @@ CASES: list[Case] = [
         _review(
             "reviewer", lambda s: s.pod_token[:-4] + ("AAAA" if not s.pod_token.endswith("AAAA") else "BBBB")
         ),
-        "go-jose/go-jose, not square/go-jose (server.py:268, 290)",
+        "",
     ),
     (
         "token review: expired 30 s (leeway)",
@@ -399,60 +399,59 @@ CASES: list[Case] = [
     (
         "token review: iat in 90 s",
         _review("reviewer", lambda s: _signed(s, iat=now() + 90), [AUD]),
-        "real says 'issued in the future' (server.py:283-284)",
+        "",
     ),
     (
         "token review: no exp",
         _review("reviewer", lambda s: _signed(s, exp=None), [AUD]),
-        "real accepts a token without exp or iat (server.py:278)",
+        "",
     ),
     (
         "token review: no iat",
         _review("reviewer", lambda s: _signed(s, iat=None), [AUD]),
-        "real accepts a token without exp or iat (server.py:278)",
+        "",
     ),
     (
         "token review: another issuer",
         _review("reviewer", lambda s: _signed(s, iss="https://other.example"), [AUD]),
-        "error without brackets (server.py:288, 522)",
+        "",
     ),
     (
         "token review: sub names another account",
         _review("reviewer", lambda s: _signed(s, sub=f"system:serviceaccount:{NS}:other"), [AUD]),
-        "real ignores sub, takes the name from kubernetes.io (server.py:299-300)",
+        "",
     ),
     (
         "token review: no kubernetes.io claim",
         _review("reviewer", lambda s: _signed(s, **{"kubernetes.io": None}), [AUD]),
-        "real: 'resource name may not be empty' (server.py:296-297)",
+        "",
     ),
     # -- OIDC discovery ----------------------------------------------------------------------------------
     (
         "discovery: anonymous",
         lambda s: s.call("GET", "/.well-known/openid-configuration", caller="anonymous"),
-        "real: 403 for system:anonymous (the default binding is to system:serviceaccounts);"
-        " the double serves anyone (server.py:374-384)",
+        "",
     ),
     (
         "jwks: anonymous",
         lambda s: s.call("GET", "/openid/v1/jwks", caller="anonymous"),
-        "real: 403 for system:anonymous (server.py:374-384)",
+        "",
     ),
     ("discovery: a service account", lambda s: s.call("GET", "/.well-known/openid-configuration"), ""),
     (
         "jwks: a service account",
         lambda s: s.call("GET", "/openid/v1/jwks"),
-        "the double's JWK has key_ops (PyJWT's to_jwk, keys.py:51-56)",
+        "",
     ),
     (
         "discovery: POST",
         lambda s: s.call("POST", "/openid/v1/jwks", json={}),
-        "real authorizes first: 403, not 405 (server.py:375-376)",
+        "",
     ),
     (
         "unknown path",
         lambda s: s.call("GET", "/nosuch"),
-        "real: 403 for a caller without the grant (server.py:385-386)",
+        "",
     ),
 ]
 
@@ -476,22 +475,16 @@ def _without(found: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k not in keys}
 
 
-@xfail(
-    "TokenRequest metadata: real has uid (the service account's), creationTimestamp, managedFields"
-    " (server.py:464)"
-)
 def test_token_request_metadata(pair: Pair) -> None:
     real, double = both(pair, _request())
     assert real["metadata"] == double["metadata"], diff(real, double)
 
 
-@xfail("the JWT header: real has alg and kid only, the double adds typ (PyJWT's default, server.py:255)")
 def test_token_header(pair: Pair) -> None:
     real, double = both(pair, _request())
     assert real["header"] == double["header"], diff(real, double)
 
 
-@xfail("TokenReview metadata: real has managedFields and no creationTimestamp (server.py:534)")
 def test_token_review_metadata(pair: Pair) -> None:
     real, double = both(pair, _review("reviewer", lambda s: s.pod_token))
     assert real["metadata"] == double["metadata"], diff(real, double)
@@ -502,5 +495,6 @@ def test_the_kubelets_token(pair: Pair) -> None:
     real, double = _claims(pair.real.pod_token), _claims(pair.double.pod_token)
     assert real["exp"] - real["iat"] == 365 * 24 * 3600
     assert real["kubernetes.io"]["warnafter"] == real["iat"] + KUBELET_TOKEN_SECONDS
-    assert double["exp"] - double["iat"] == KUBELET_TOKEN_SECONDS  # server.py:213-215 differs
+    # The double differs: caller_token lives the 3607 s asked, without warnafter.
+    assert double["exp"] - double["iat"] == KUBELET_TOKEN_SECONDS
     assert "warnafter" not in double["kubernetes.io"]

@@ -41,6 +41,7 @@ SA = "signer"
 POD = "taskrun-example-pod"
 POD_UID = "0d8b260e-5e0a-4d1c-9a53-1d2c3b4a5f60"
 AUDIENCE = "tekton-results:example"
+REVIEWER = ("audit", "reviewer")
 TIMEOUT = 5.0
 RUNNER = "entrypoint.testing.kube_api"
 
@@ -68,12 +69,33 @@ def pod(server: KubeAPIServer) -> Pod:
     return server.add_pod(NS, POD, POD_UID, SA)
 
 
-def _client(srv: KubeAPIServer, tmp_path: Path, timeout: float = TIMEOUT) -> httpx.Client:
+def _client(
+    srv: KubeAPIServer, tmp_path: Path, timeout: float = TIMEOUT, token: str | None = None
+) -> httpx.Client:
+    """A client of ``srv``, sending ``token`` as its bearer on every request when given."""
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(srv.ca_pem)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return httpx.Client(
-        base_url=srv.url, verify=ssl.create_default_context(cafile=str(ca_file)), timeout=timeout
+        base_url=srv.url,
+        verify=ssl.create_default_context(cafile=str(ca_file)),
+        timeout=timeout,
+        headers=headers,
     )
+
+
+def _sa_token(srv: KubeAPIServer) -> str:
+    """A service account's token for the API, bound to no pod: enough to read OIDC discovery, which
+    kube-apiserver v1.37.2 refuses to anonymous callers (tests/e2e/test_double_vs_real.py)."""
+    srv.add_service_account(NS, SA)
+    return srv.issue_token(NS, SA)
+
+
+def _reviewer_token(srv: KubeAPIServer) -> str:
+    """A verifier's token: its service account may create TokenReviews (system:auth-delegator), which
+    kube-apiserver v1.37.2 grants no service account by default (tests/e2e/test_double_vs_real.py)."""
+    srv.allow_token_review(*REVIEWER)
+    return srv.issue_token(*REVIEWER)
 
 
 @pytest.fixture
@@ -85,6 +107,11 @@ def client(server: KubeAPIServer, tmp_path: Path) -> Iterator[httpx.Client]:
 @pytest.fixture
 def caller(server: KubeAPIServer, pod: Pod) -> str:
     return server.caller_token(NS, SA, POD)
+
+
+@pytest.fixture
+def reviewer(server: KubeAPIServer) -> str:
+    return _reviewer_token(server)
 
 
 def _body(
@@ -146,15 +173,22 @@ def _assert_status(response: httpx.Response, code: int, reason: str, message_par
     assert message_part in body["message"]
 
 
-def _verify_with_jwks(client: httpx.Client, token: str, audience: str, issuer: str) -> dict[str, Any]:
-    """Verify ``token`` as an outside verifier would: JWKS fetched over HTTPS, key chosen by ``kid``."""
-    keys = jwt.PyJWKSet.from_dict(client.get(JWKS_PATH).json())
+def _verify_with_jwks(
+    client: httpx.Client, token: str, audience: str, issuer: str, bearer: str
+) -> dict[str, Any]:
+    """Verify ``token`` as an outside verifier would: JWKS fetched over HTTPS (as ``bearer``), key
+    chosen by ``kid``."""
+    keys = jwt.PyJWKSet.from_dict(_get(client, JWKS_PATH, bearer).json())
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in keys.keys if k.key_id == kid)
     claims: dict[str, Any] = jwt.decode(
         token, key=key, algorithms=[str(key.algorithm_name)], audience=audience, issuer=issuer
     )
     return claims
+
+
+def _get(client: httpx.Client, path: str, bearer: str) -> httpx.Response:
+    return client.get(path, headers={"Authorization": f"Bearer {bearer}"})
 
 
 def _unauthenticated(status: dict[str, Any], error_part: str) -> None:
@@ -177,14 +211,35 @@ def test_token_request_issues_a_jwt_that_verifies_against_the_jwks(
     body = response.json()
     assert body["apiVersion"] == "authentication.k8s.io/v1"
     assert body["kind"] == "TokenRequest"
-    assert body["metadata"] == {"name": SA, "namespace": NS, "creationTimestamp": None}
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): the service account's
+    # metadata, and the field manager's record of the fields the request set.
+    metadata = body["metadata"]
+    assert {k: metadata[k] for k in ("name", "namespace", "uid")} == {
+        "name": SA,
+        "namespace": NS,
+        "uid": pod.service_account_uid,
+    }
+    assert metadata["creationTimestamp"].endswith("Z")
+    [managed] = metadata["managedFields"]
+    assert {k: managed[k] for k in ("manager", "operation", "apiVersion", "subresource")} == {
+        "manager": "python-httpx",
+        "operation": "Update",
+        "apiVersion": "authentication.k8s.io/v1",
+        "subresource": "token",
+    }
+    assert managed["fieldsV1"] == {
+        "f:spec": {
+            "f:audiences": {},
+            "f:boundObjectRef": {"f:apiVersion": {}, "f:kind": {}, "f:name": {}, "f:uid": {}},
+            "f:expirationSeconds": {},
+        }
+    }
     assert body["spec"] == _body()["spec"]
     token = body["status"]["token"]
 
     header = jwt.get_unverified_header(token)
-    assert header["alg"] == alg
-    assert header["kid"] == server.signing_kid
-    claims = _verify_with_jwks(client, token, AUDIENCE, server.issuer)
+    assert header == {"alg": alg, "kid": server.signing_kid}  # no "typ", as the apiserver's
+    claims = _verify_with_jwks(client, token, AUDIENCE, server.issuer, caller)
     assert claims["aud"] == [AUDIENCE]
     assert claims["iss"] == server.issuer == server.url
     assert claims["sub"] == f"system:serviceaccount:{NS}:{SA}"
@@ -213,8 +268,10 @@ def test_each_token_has_its_own_jti(client: httpx.Client, caller: str) -> None:
     [
         (599, 422, "Invalid", "may not specify a duration less than 10 minutes"),
         (2**32 + 1, 422, "Invalid", "may not specify a duration larger than 2^32 seconds"),
-        ("600", 400, "BadRequest", "expirationSeconds must be an integer"),
-        (True, 400, "BadRequest", "expirationSeconds must be an integer"),
+        # Go's JSON errors, as kube-apiserver v1.37.2 words them (tests/e2e/test_double_vs_real.py).
+        ("600", 400, "BadRequest", "cannot unmarshal string into Go struct field"),
+        (True, 400, "BadRequest", "cannot unmarshal bool into Go struct field"),
+        (1.5, 400, "BadRequest", "cannot unmarshal number 1.5 into Go struct field"),
     ],
 )
 def test_expiration_seconds_is_validated(
@@ -227,20 +284,50 @@ def test_expiration_of_exactly_ten_minutes_is_accepted(client: httpx.Client, cal
     assert _token_request(client, caller, _body(expiration=600)).status_code == 201
 
 
+_UNRECOGNIZED = (
+    "the object provided is unrecognized (must be of type TokenRequest): couldn't get version/kind;"
+)
+_UNHANDLED = 'TokenRequest in version "v1" cannot be handled as a TokenRequest: json: cannot unmarshal'
+
+
+# In kube-apiserver v1.37.2's words (tests/e2e/test_double_vs_real.py): Go's JSON errors.
 @pytest.mark.parametrize(
-    "body",
+    ("body", "message"),
     [
-        "not json",
-        ["a", "list"],
-        _body(kind="TokenReview"),
-        _body(apiVersion="authentication.k8s.io/v1beta1"),
-        {"spec": "nope"},
-        {"spec": {"audiences": "one-string"}},
-        {"spec": {"audiences": [1]}},
-        {"spec": {"boundObjectRef": "pod"}},
+        ("{not json", f"{_UNRECOGNIZED} json parse error: invalid character 'n' looking for beginning"),
+        (["a", "list"], f"{_UNRECOGNIZED} json parse error: json: cannot unmarshal array into Go value"),
+        (
+            _body(kind="TokenReview"),
+            'TokenReview in version "v1" cannot be handled as a TokenRequest:'
+            " converting (v1.TokenReview) to (authentication.TokenRequest): unknown conversion",
+        ),
+        (
+            _body(apiVersion="authentication.k8s.io/v1beta1"),
+            'TokenRequest in version "v1beta1" cannot be handled as a TokenRequest: no kind "TokenRequest"'
+            ' is registered for version "authentication.k8s.io/v1beta1"',
+        ),
+        (
+            {"spec": "nope"},
+            f"{_UNHANDLED} string into Go struct field TokenRequest.spec of type v1.TokenRequestSpec",
+        ),
+        (
+            {"spec": {"audiences": "one-string"}},
+            f"{_UNHANDLED} string into Go struct field TokenRequestSpec.spec.audiences of type []string",
+        ),
+        (
+            {"spec": {"audiences": [1]}},
+            f"{_UNHANDLED} number into Go struct field TokenRequestSpec.spec.audiences of type string",
+        ),
+        (
+            {"spec": {"boundObjectRef": "pod"}},
+            f"{_UNHANDLED} string into Go struct field TokenRequestSpec.spec.boundObjectRef"
+            " of type v1.BoundObjectReference",
+        ),
     ],
 )
-def test_undecodable_bodies_are_bad_requests(rs256_server: KubeAPIServer, tmp_path: Path, body: Any) -> None:
+def test_undecodable_bodies_are_bad_requests(
+    rs256_server: KubeAPIServer, tmp_path: Path, body: Any, message: str
+) -> None:
     rs256_server.add_pod(NS, POD, POD_UID, SA)
     caller = rs256_server.caller_token(NS, SA, POD)
     with _client(rs256_server, tmp_path) as client:
@@ -252,7 +339,7 @@ def test_undecodable_bodies_are_bad_requests(rs256_server: KubeAPIServer, tmp_pa
             )
         else:
             response = _token_request(client, caller, body)
-    _assert_status(response, 400, "BadRequest", 'TokenRequest in version "v1" cannot be handled')
+    _assert_status(response, 400, "BadRequest", message)
 
 
 def test_absent_type_fields_are_filled_from_the_url(client: httpx.Client, caller: str) -> None:
@@ -281,17 +368,30 @@ def test_max_token_seconds_caps_the_lifetime(tmp_path: Path) -> None:
     assert claims["exp"] - claims["iat"] == 900
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [None, "Bearer", "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer eyJhbGciOiJub25lIn0.e30."],
-)
-def test_token_request_without_a_valid_bearer_is_unauthorized(
+# As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): a bearer token that fails is 401,
+# without WWW-Authenticate; no bearer token at all is the anonymous user, forbidden (403).
+@pytest.mark.parametrize("authorization", ["Bearer not-a-jwt", "Bearer eyJhbGciOiJub25lIn0.e30."])
+def test_token_request_with_an_invalid_bearer_is_unauthorized(
+    client: httpx.Client, pod: Pod, authorization: str
+) -> None:
+    response = client.post(token_request_path(NS, SA), headers={"Authorization": authorization}, json=_body())
+    _assert_status(response, 401, "Unauthorized", "Unauthorized")
+    assert "www-authenticate" not in response.headers
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Basic dXNlcjpwYXNz"])
+def test_token_request_without_a_bearer_is_anonymous_and_forbidden(
     client: httpx.Client, pod: Pod, authorization: str | None
 ) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
     response = client.post(token_request_path(NS, SA), headers=headers, json=_body())
-    _assert_status(response, 401, "Unauthorized", "Unauthorized")
-    assert response.headers["www-authenticate"].startswith("Bearer")
+    _assert_status(
+        response,
+        403,
+        "Forbidden",
+        f'serviceaccounts "{SA}" is forbidden: User "system:anonymous" cannot create resource'
+        f' "serviceaccounts/token" in API group "" in the namespace "{NS}"',
+    )
 
 
 def test_bearer_scheme_is_case_insensitive(client: httpx.Client, caller: str) -> None:
@@ -522,7 +622,20 @@ def test_own_pod_tokens_only_runs_after_rbac_and_validation(
         ({"apiVersion": "v1", "kind": "ConfigMap", "name": POD}, 400, "BadRequest", "Kind=ConfigMap"),
         ({"apiVersion": "apps/v1", "kind": "Pod", "name": POD}, 400, "BadRequest", "apps/v1, Kind=Pod"),
         ({"apiVersion": "v1", "kind": "Secret", "name": "s"}, 404, "NotFound", 'secrets "s" not found'),
-        ({"apiVersion": "v1", "kind": "Pod", "name": ""}, 400, "BadRequest", "name may not be empty"),
+        # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py).
+        ({"apiVersion": "v1", "kind": "Pod", "name": ""}, 400, "BadRequest", "Name parameter required."),
+        (
+            {"apiVersion": "v1", "kind": "Node", "name": "no-node"},
+            404,
+            "NotFound",
+            'nodes "no-node" not found',
+        ),
+        (
+            {"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "stale-uid"},
+            409,
+            "Conflict",
+            'on Node "node-1": the UID in the bound object reference (stale-uid) does not match',
+        ),
     ],
 )
 def test_bound_object_ref_must_name_this_service_accounts_live_pod(
@@ -536,6 +649,29 @@ def test_bound_object_ref_must_name_this_service_accounts_live_pod(
 ) -> None:
     server.add_pod(NS, "foreign-pod", "foreign-uid", "someone-else")
     _assert_status(_token_request(client, caller, _body(ref=ref)), code, reason, message)
+
+
+def test_a_token_bound_to_a_node_lives_as_long_as_the_node(
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str, pod: Pod
+) -> None:
+    # kube-apiserver v1.37.2 binds tokens to Nodes (tests/e2e/test_double_vs_real.py).
+    ref = {"apiVersion": "v1", "kind": "Node", "name": "node-1"}
+    response = _token_request(client, caller, _body(ref=ref))
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["boundObjectRef"] == ref
+    token = response.json()["status"]["token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["kubernetes.io"]["node"] == {"name": "node-1", "uid": pod.node_uid}
+    assert "pod" not in claims["kubernetes.io"]
+    status = _review(client, reviewer, token, [AUDIENCE])
+    assert status["authenticated"] is True
+    assert sorted(status["user"]["extra"]) == [
+        "authentication.kubernetes.io/credential-id",
+        "authentication.kubernetes.io/node-name",
+        "authentication.kubernetes.io/node-uid",
+    ]
+    server.delete_pod(NS, POD)  # the node stays
+    assert _review(client, reviewer, token, [AUDIENCE])["authenticated"] is True
 
 
 def test_a_pod_recreated_under_the_same_name_conflicts(
@@ -571,24 +707,53 @@ def test_token_request_needs_a_json_content_type(client: httpx.Client, caller: s
 
 
 def test_token_path_only_takes_post(client: httpx.Client, caller: str) -> None:
+    # Authorized before routed, as kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py):
+    # the caller may only create its token, so any other verb is 403, not 405.
     response = client.get(token_request_path(NS, SA), headers={"Authorization": f"Bearer {caller}"})
-    _assert_status(response, 405, "MethodNotAllowed")
+    _assert_status(response, 403, "Forbidden", 'cannot get resource "serviceaccounts/token"')
 
 
-def test_unknown_paths_are_not_found(client: httpx.Client, caller: str) -> None:
-    response = client.get("/api/v1/namespaces/x/secrets", headers={"Authorization": f"Bearer {caller}"})
+def test_unknown_resources_are_forbidden_and_discovery_not_found(client: httpx.Client, caller: str) -> None:
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): nobody is granted a resource
+    # this server does not serve; discovery, which it does not serve either, is 404.
+    bearer = {"Authorization": f"Bearer {caller}"}
+    response = client.get("/api/v1/namespaces/x/secrets", headers=bearer)
+    _assert_status(
+        response,
+        403,
+        "Forbidden",
+        f'secrets is forbidden: User "system:serviceaccount:{NS}:{SA}" cannot list resource "secrets"'
+        ' in API group "" in the namespace "x"',
+    )
+    assert response.json()["details"] == {"kind": "secrets"}
+    response = client.get("/apis/foo.example/v1/bars?watch=true", headers=bearer)
+    _assert_status(
+        response, 403, "Forbidden", 'cannot watch resource "bars" in API group "foo.example" at the'
+    )
+    response = client.get("/apis/foo.example/v1", headers=bearer)
     _assert_status(response, 404, "NotFound", "the server could not find the requested resource")
+
+
+def test_unknown_non_resource_paths_are_forbidden(client: httpx.Client, caller: str) -> None:
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): nobody is granted the URL.
+    response = client.get("/nosuch", headers={"Authorization": f"Bearer {caller}"})
+    _assert_status(
+        response,
+        403,
+        "Forbidden",
+        f'forbidden: User "system:serviceaccount:{NS}:{SA}" cannot get path "/nosuch"',
+    )
 
 
 # -- TokenReview ---------------------------------------------------------------------------------------
 
 
 def test_review_authenticates_a_live_token_for_a_requested_audience(
-    server: KubeAPIServer, client: httpx.Client, caller: str, pod: Pod
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str, pod: Pod
 ) -> None:
     token = _issue(client, caller, audiences=[AUDIENCE, "another"])
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
-    status = _review(client, caller, token, ["unrelated", AUDIENCE])
+    status = _review(client, reviewer, token, ["unrelated", AUDIENCE])
     assert status["authenticated"] is True
     assert status["audiences"] == [AUDIENCE]
     assert "error" not in status
@@ -607,53 +772,54 @@ def test_review_authenticates_a_live_token_for_a_requested_audience(
 
 
 def test_review_without_audiences_checks_the_api_audiences(
-    server: KubeAPIServer, client: httpx.Client, caller: str
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str
 ) -> None:
-    status = _review(client, caller, caller, None)
+    status = _review(client, reviewer, caller, None)
     assert status["authenticated"] is True
     assert status["audiences"] == [server.issuer]
     _unauthenticated(
-        _review(client, caller, _issue(client, caller), None), "is invalid for the target audiences"
+        _review(client, reviewer, _issue(client, caller), None), "is invalid for the target audiences"
     )
 
 
-def test_review_rejects_a_token_for_another_audience(client: httpx.Client, caller: str) -> None:
-    token = _issue(client, caller, audiences=["someone-else"])
+def test_review_rejects_a_token_for_another_audience(
+    client: httpx.Client, caller: str, reviewer: str
+) -> None:
+    token = _issue(client, caller, audiences=["someone-else", "and-another"])
+    # Go's %q of the audience lists, as kube-apiserver words it.
     _unauthenticated(
-        _review(client, caller, token, [AUDIENCE]),
-        'token audiences ["someone-else"] is invalid for the target audiences ["tekton-results:example"]',
+        _review(client, reviewer, token, [AUDIENCE, "x"]),
+        '[invalid bearer token, token audiences ["someone-else" "and-another"] is invalid for the target'
+        ' audiences ["tekton-results:example" "x"]]',
     )
 
 
 def test_review_rejects_a_token_whose_pod_was_deleted(
-    server: KubeAPIServer, client: httpx.Client, caller: str
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str
 ) -> None:
     token = _issue(client, caller)
-    reviewer = server.add_pod(NS, "reviewer", "reviewer-uid", "reviewer")
-    reviewer_token = server.caller_token(NS, reviewer.service_account, reviewer.name)
-    assert _review(client, reviewer_token, token, [AUDIENCE])["authenticated"] is True
+    assert _review(client, reviewer, token, [AUDIENCE])["authenticated"] is True
     server.delete_pod(NS, POD)
-    _unauthenticated(_review(client, reviewer_token, token, [AUDIENCE]), "has been invalidated")
+    _unauthenticated(_review(client, reviewer, token, [AUDIENCE]), "has been invalidated")
 
 
 def test_review_rejects_a_token_whose_pod_was_recreated(
-    server: KubeAPIServer, client: httpx.Client, caller: str
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str
 ) -> None:
     token = _issue(client, caller)
     server.add_pod(NS, POD, "recreated-uid", SA)
-    reviewer = server.caller_token(NS, SA, POD)
     _unauthenticated(
         _review(client, reviewer, token, [AUDIENCE]), "pod UID (recreated-uid) does not match claim"
     )
 
 
 def test_review_rejects_an_expired_token_beyond_the_leeway(
-    server: KubeAPIServer, client: httpx.Client, caller: str
+    server: KubeAPIServer, client: httpx.Client, pod: Pod, reviewer: str
 ) -> None:
     within_leeway = server.issue_token(NS, SA, POD, audiences=[AUDIENCE], expires_in=-30)
-    assert _review(client, caller, within_leeway, [AUDIENCE])["authenticated"] is True
+    assert _review(client, reviewer, within_leeway, [AUDIENCE])["authenticated"] is True
     expired = server.issue_token(NS, SA, POD, audiences=[AUDIENCE], expires_in=-120)
-    _unauthenticated(_review(client, caller, expired, [AUDIENCE]), "service account token has expired")
+    _unauthenticated(_review(client, reviewer, expired, [AUDIENCE]), "service account token has expired")
 
 
 def test_review_rejects_a_token_signed_by_a_rotated_out_key(
@@ -663,27 +829,28 @@ def test_review_rejects_a_token_signed_by_a_rotated_out_key(
     old_kid = server.signing_kid
     new_kid = server.rotate_signing_key()
     assert new_kid != old_kid
-    assert [k["kid"] for k in client.get(JWKS_PATH).json()["keys"]] == [new_kid]
     fresh_caller = server.caller_token(NS, SA, POD)
-    _unauthenticated(_review(client, fresh_caller, old_token, [AUDIENCE]), "cryptographic primitive")
+    reviewer = _reviewer_token(server)  # the old key signed the old reviewer token too
+    assert [k["kid"] for k in _get(client, JWKS_PATH, fresh_caller).json()["keys"]] == [new_kid]
+    _unauthenticated(_review(client, reviewer, old_token, [AUDIENCE]), "cryptographic primitive")
     new_token = _issue(client, fresh_caller)
     assert jwt.get_unverified_header(new_token)["kid"] == new_kid
-    assert _review(client, fresh_caller, new_token, [AUDIENCE])["authenticated"] is True
+    assert _review(client, reviewer, new_token, [AUDIENCE])["authenticated"] is True
 
 
 def test_rotation_with_keep_old_still_accepts_old_tokens(
-    server: KubeAPIServer, client: httpx.Client, caller: str
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str
 ) -> None:
     old_token = _issue(client, caller)
     old_kid = server.signing_kid
     new_kid = server.rotate_signing_key(keep_old=True)
-    assert [k["kid"] for k in client.get(JWKS_PATH).json()["keys"]] == [new_kid, old_kid]
-    assert _review(client, caller, old_token, [AUDIENCE])["authenticated"] is True
-    _verify_with_jwks(client, old_token, AUDIENCE, server.issuer)
+    assert [k["kid"] for k in _get(client, JWKS_PATH, caller).json()["keys"]] == [new_kid, old_kid]
+    assert _review(client, reviewer, old_token, [AUDIENCE])["authenticated"] is True
+    _verify_with_jwks(client, old_token, AUDIENCE, server.issuer, caller)
 
 
 def test_review_rejects_a_forged_token_that_reuses_the_kid(
-    server: KubeAPIServer, client: httpx.Client, caller: str, alg: str
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str, alg: str
 ) -> None:
     genuine = jwt.decode(_issue(client, caller), options={"verify_signature": False})
     # Same algorithm, same kid, a stranger's key: only the signature check can catch it.
@@ -693,16 +860,19 @@ def test_review_rejects_a_forged_token_that_reuses_the_kid(
         else ec.generate_private_key(ec.SECP256R1())
     )
     forged = jwt.encode(genuine, stranger, algorithm=alg, headers={"kid": server.signing_kid})
-    _unauthenticated(_review(client, caller, forged, [AUDIENCE]), "cryptographic primitive")
+    _unauthenticated(_review(client, reviewer, forged, [AUDIENCE]), "cryptographic primitive")
 
 
-def test_review_rejects_a_token_with_a_tampered_payload(client: httpx.Client, caller: str) -> None:
+def test_review_rejects_a_token_with_a_tampered_payload(
+    client: httpx.Client, caller: str, reviewer: str
+) -> None:
     header, payload, signature = _issue(client, caller).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["aud"] = ["evil"]
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     _unauthenticated(
-        _review(client, caller, f"{header}.{forged_payload}.{signature}", ["evil"]), "cryptographic primitive"
+        _review(client, reviewer, f"{header}.{forged_payload}.{signature}", ["evil"]),
+        "[invalid bearer token, go-jose/go-jose: error in cryptographic primitive]",
     )
 
 
@@ -712,18 +882,50 @@ def test_a_basic_credential_is_not_a_bearer_even_if_it_holds_a_valid_token(
     response = client.post(
         token_request_path(NS, SA), headers={"Authorization": f"Basic {caller}"}, json=_body()
     )
-    _assert_status(response, 401, "Unauthorized")
+    _assert_status(response, 403, "Forbidden", 'User "system:anonymous"')  # no bearer: anonymous
 
 
-def test_review_rejects_garbage(client: httpx.Client, caller: str) -> None:
-    _unauthenticated(_review(client, caller, "not-a-jwt", [AUDIENCE]), "invalid bearer token")
+def test_review_rejects_garbage(client: httpx.Client, reviewer: str) -> None:
+    # A token no authenticator takes as its own: the error is bare, as kube-apiserver v1.37.2's
+    # (tests/e2e/test_double_vs_real.py); an authenticator's own errors are bracketed.
+    status = _review(client, reviewer, "not-a-jwt", [AUDIENCE])
+    _unauthenticated(status, "invalid bearer token")
+    assert status["error"] == "invalid bearer token"
 
 
-def test_review_needs_a_bearer_and_a_token(client: httpx.Client, caller: str) -> None:
+def test_review_ignores_sub_and_accepts_tokens_without_exp_or_iat(
+    server: KubeAPIServer, client: httpx.Client, caller: str, reviewer: str
+) -> None:
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): the identity is the
+    # kubernetes.io claim's, and go-jose checks exp, nbf and iat only where present.
+    claims = jwt.decode(_issue(client, caller), options={"verify_signature": False})
+    claims["sub"] = "system:serviceaccount:elsewhere:someone"
+    del claims["exp"], claims["iat"]
+    forged = jwt.encode(
+        claims, server._keys[0].private, algorithm=server.alg, headers={"kid": server.signing_kid}
+    )
+    status = _review(client, reviewer, forged, [AUDIENCE])
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == f"system:serviceaccount:{NS}:{SA}"
+
+
+def test_review_needs_the_grant_and_a_token(client: httpx.Client, caller: str, reviewer: str) -> None:
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): only a caller granted
+    # create on tokenreviews (system:auth-delegator) may review; without credentials one is anonymous.
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": caller}}
-    _assert_status(client.post(TOKEN_REVIEW_PATH, json=body), 401, "Unauthorized")
+    for user, headers in (
+        ("system:anonymous", {}),
+        (f"system:serviceaccount:{NS}:{SA}", {"Authorization": f"Bearer {caller}"}),
+    ):
+        _assert_status(
+            client.post(TOKEN_REVIEW_PATH, headers=headers, json=body),
+            403,
+            "Forbidden",
+            f'tokenreviews.authentication.k8s.io is forbidden: User "{user}" cannot create resource'
+            ' "tokenreviews" in API group "authentication.k8s.io" at the cluster scope',
+        )
     _assert_status(
-        client.post(TOKEN_REVIEW_PATH, headers={"Authorization": f"Bearer {caller}"}, json={"spec": {}}),
+        client.post(TOKEN_REVIEW_PATH, headers={"Authorization": f"Bearer {reviewer}"}, json={"spec": {}}),
         400,
         "BadRequest",
         "token is required for TokenReview",
@@ -733,10 +935,9 @@ def test_review_needs_a_bearer_and_a_token(client: httpx.Client, caller: str) ->
 # -- discovery -----------------------------------------------------------------------------------------
 
 
-def test_discovery_and_jwks_have_the_apiserver_shape(
-    server: KubeAPIServer, client: httpx.Client, alg: str
-) -> None:
-    # Anonymous, as with the common system:service-account-issuer-discovery binding.
+def test_discovery_and_jwks_have_the_apiserver_shape(server: KubeAPIServer, tmp_path: Path, alg: str) -> None:
+    # Any service account may read them (the default system:service-account-issuer-discovery binding).
+    client = _client(server, tmp_path, token=_sa_token(server))
     response = client.get(OPENID_CONFIG_PATH)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -761,8 +962,28 @@ def test_discovery_and_jwks_have_the_apiserver_shape(
     assert key["kid"] == server.signing_kid
     assert key["kty"] == ("RSA" if alg == "RS256" else "EC")
     assert "d" not in key  # public half only
+    # The apiserver's fields and no others (no key_ops), as kube-apiserver v1.37.2 serves them
+    # (tests/e2e/test_double_vs_real.py).
+    assert set(key) == {"use", "kty", "kid", "alg"} | ({"n", "e"} if alg == "RS256" else {"crv", "x", "y"})
     parsed = jwt.PyJWK.from_dict(key)
     assert parsed.algorithm_name == alg
+    client.close()
+
+
+def test_discovery_is_refused_to_anonymous_callers_unless_the_cluster_allows_it(
+    server: KubeAPIServer, client: httpx.Client, caller: str
+) -> None:
+    # As kube-apiserver v1.37.2 answers (tests/e2e/test_double_vs_real.py): the default binding is to
+    # system:serviceaccounts only, and it grants GET only.
+    for path in (OPENID_CONFIG_PATH, JWKS_PATH):
+        _assert_status(
+            client.get(path), 403, "Forbidden", f'forbidden: User "system:anonymous" cannot get path "{path}"'
+        )
+        posted = client.post(path, headers={"Authorization": f"Bearer {caller}"}, json={})
+        _assert_status(posted, 403, "Forbidden", f'cannot post path "{path}"')
+    server.anonymous_discovery = True  # a cluster that binds the role to system:unauthenticated too
+    assert client.get(OPENID_CONFIG_PATH).json() == server.openid_configuration()
+    assert client.get(JWKS_PATH).json() == server.jwks()
 
 
 def test_explicit_issuer_and_api_audiences(tmp_path: Path) -> None:
@@ -774,11 +995,11 @@ def test_explicit_issuer_and_api_audiences(tmp_path: Path) -> None:
         srv.add_pod(NS, POD, POD_UID, SA)
         caller = srv.caller_token(NS, SA, POD)
         assert jwt.decode(caller, options={"verify_signature": False})["aud"] == ["api-aud"]
-        config = client.get(OPENID_CONFIG_PATH).json()
+        config = _get(client, OPENID_CONFIG_PATH, caller).json()
         assert config["issuer"] == issuer
         assert config["jwks_uri"] == srv.url + JWKS_PATH
         token = _issue(client, caller)
-        assert _verify_with_jwks(client, token, AUDIENCE, issuer)["iss"] == issuer
+        assert _verify_with_jwks(client, token, AUDIENCE, issuer, caller)["iss"] == issuer
 
 
 @pytest.mark.parametrize(
@@ -793,7 +1014,7 @@ def test_issuer_must_be_https_without_query_or_fragment(issuer: str) -> None:
 
 
 def test_fail_status_answers_every_request_until_cleared(rs256_server: KubeAPIServer, tmp_path: Path) -> None:
-    with _client(rs256_server, tmp_path) as client:
+    with _client(rs256_server, tmp_path, token=_sa_token(rs256_server)) as client:
         rs256_server.fail_status = 500
         for _ in range(3):
             _assert_status(client.get(OPENID_CONFIG_PATH), 500, "InternalError")
@@ -832,15 +1053,16 @@ def test_unauthorized_answers_401_to_everything(
 
 
 def test_delay_slows_answers_and_clients_time_out(rs256_server: KubeAPIServer, tmp_path: Path) -> None:
+    token = _sa_token(rs256_server)
     rs256_server.delay = 0.4
-    with _client(rs256_server, tmp_path) as client:
+    with _client(rs256_server, tmp_path, token=token) as client:
         started = time.monotonic()
         assert client.get(OPENID_CONFIG_PATH).status_code == 200
         assert time.monotonic() - started >= 0.4
     with _client(rs256_server, tmp_path, timeout=0.1) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.get(OPENID_CONFIG_PATH)
     rs256_server.delay = 0
-    with _client(rs256_server, tmp_path) as client:
+    with _client(rs256_server, tmp_path, token=token) as client:
         started = time.monotonic()
         assert client.get(OPENID_CONFIG_PATH).status_code == 200
         assert time.monotonic() - started < 0.4
@@ -887,7 +1109,8 @@ def test_tls_is_verified_against_the_cluster_ca_only(rs256_server: KubeAPIServer
     ca_file.write_bytes(rs256_server.ca_pem)
     context = ssl.create_default_context(cafile=str(ca_file))
     url = f"https://localhost:{rs256_server.port}{OPENID_CONFIG_PATH}"
-    with httpx.Client(verify=context, timeout=TIMEOUT) as by_name:
+    headers = {"Authorization": f"Bearer {_sa_token(rs256_server)}"}
+    with httpx.Client(verify=context, timeout=TIMEOUT, headers=headers) as by_name:
         assert by_name.get(url).status_code == 200
 
 
@@ -908,8 +1131,9 @@ def test_a_stopped_server_refuses_and_can_start_again_on_the_same_url(
     rs256_server: KubeAPIServer, tmp_path: Path
 ) -> None:
     url = rs256_server.url
+    token = _sa_token(rs256_server)
     rs256_server.stop()
-    with _client(rs256_server, tmp_path) as client:
+    with _client(rs256_server, tmp_path, token=token) as client:
         with pytest.raises(httpx.ConnectError):
             client.get(OPENID_CONFIG_PATH)
         rs256_server.start()
@@ -972,14 +1196,14 @@ def _runner(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 @pytest.mark.slow
 def test_module_runner_prints_ready_and_serves(tmp_path: Path) -> None:
     mount = tmp_path / "sa"
-    pod = ("--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA)
+    pod = ("--pod", f"{NS}/{POD}/{POD_UID}", "--service-account", SA, "--token-reviewer", f"{NS}/{SA}")
     with _runner(*pod, "--alg", "ES256", "--in-cluster-dir", str(mount)) as (proc, url):
         context = ssl.create_default_context(cafile=str(mount / "ca.crt"))
         with httpx.Client(base_url=url, verify=context, timeout=TIMEOUT) as client:
             caller = (mount / "token").read_text()
             token = _issue(client, caller)
             assert jwt.get_unverified_header(token)["alg"] == "ES256"
-            claims = _verify_with_jwks(client, token, AUDIENCE, url)
+            claims = _verify_with_jwks(client, token, AUDIENCE, url, caller)
             assert claims["kubernetes.io"]["pod"] == {"name": POD, "uid": POD_UID}
             assert _review(client, caller, token, [AUDIENCE])["authenticated"] is True
         proc.send_signal(signal.SIGTERM)

@@ -90,7 +90,9 @@ class Cluster:
         kube = self.server.write_in_cluster_files(self.sa_dir, self.pod)
         # The verifier is no pod: its token is not bound to the TaskRun's pod, so it keeps working
         # after that pod is deleted.
-        self.server.add_service_account(VERIFIER_NS, VERIFIER_SA)
+        # Its grant to create TokenReviews (system:auth-delegator, docs/oidc-sa-token.md): without
+        # one, kube-apiserver v1.37.2 refuses TokenReview with 403 (tests/e2e/test_double_vs_real.py).
+        self.server.allow_token_review(VERIFIER_NS, VERIFIER_SA)
         self.verifier_token_file.write_text(self.server.issue_token(VERIFIER_NS, VERIFIER_SA))
         self.env = {
             **kube,

@@ -376,7 +376,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeAPISe
     base = tmp_path_factory.mktemp("kube")
     with KubeAPIServer(alg="ES256") as srv:
         srv.add_pod(NS, POD, POD_UID, SA)
-        srv.add_service_account("audit", "verifier")
+        # The verifier's system:auth-delegator binding: without one, kube-apiserver v1.37.2 refuses
+        # TokenReview with 403 (tests/e2e/test_double_vs_real.py).
+        srv.allow_token_review("audit", "verifier")
         (base / "ca.crt").write_bytes(srv.ca_pem)
         (base / "token").write_text(srv.issue_token("audit", "verifier"))
         api = ApiServer(srv.url, token_file=str(base / "token"), ca_file=str(base / "ca.crt"))

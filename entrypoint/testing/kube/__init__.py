@@ -7,17 +7,24 @@ as kube-apiserver does (``pkg/registry/core/serviceaccount/storage/token.go``,
 
 * ``POST /api/v1/namespaces/{ns}/serviceaccounts/{sa}/token`` (TokenRequest, 201).  The caller authenticates
   with a token for the API audiences and may only request tokens for its own service account (the RBAC grant
-  a signer's pod would have).  Errors are ``Status`` objects with the apiserver's codes: 401 unauthenticated,
-  403 forbidden, 400 undecodable body, **422 Invalid** for ``expirationSeconds`` outside [600, 2^32], 404 for
-  an unknown service account or pod, 409 when ``boundObjectRef.uid`` is not the pod's current UID, 400 when
-  the pod runs as another service account.  Empty ``audiences`` default to the API audiences and
+  a signer's pod would have).  Errors are ``Status`` objects with the apiserver's codes and words: 401 for a
+  token that does not authenticate, 403 forbidden (also for a caller without credentials, who is
+  ``system:anonymous``, and for any other verb), 400 undecodable body (Go's JSON errors), **422 Invalid**
+  for ``expirationSeconds`` outside [600, 2^32], 404 for an unknown service account, pod or node, 409 when
+  ``boundObjectRef.uid`` is not the object's current UID, 400 when the pod runs as another service account.
+  A token may be bound to a Pod or to a Node.  Empty ``audiences`` default to the API audiences and
   ``max_token_seconds`` caps the lifetime silently, both as the apiserver does.
-* ``POST /apis/authentication.k8s.io/v1/tokenreviews`` (TokenReview, 201).  A token is authenticated only if
-  its signature verifies against a key still in the JWKS, it is within ``exp``/``nbf`` (60 s leeway, as
-  go-jose's default), its audiences meet the requested ones, and its bound pod still exists with the same UID.
-  As in Go's JSON encoding, ``authenticated``, ``audiences`` and ``error`` are omitted when empty.
-* ``GET /.well-known/openid-configuration`` and ``GET /openid/v1/jwks``, readable without credentials (the
-  common ``system:service-account-issuer-discovery`` binding).
+* ``POST /apis/authentication.k8s.io/v1/tokenreviews`` (TokenReview, 201), for callers granted it
+  (:meth:`KubeAPIServer.allow_token_review`, the ``system:auth-delegator`` binding; 403 otherwise).  A token
+  is authenticated only if its issuer is this server's, its signature verifies against a key still in the
+  JWKS, its audiences meet the requested ones, it is within ``nbf``/``exp``/``iat`` where present (60 s
+  leeway, as go-jose's default), and its service account and bound pod (or node) still exist with the same
+  UIDs; its ``sub`` is not looked at.  As in Go's JSON encoding, ``authenticated``, ``audiences`` and
+  ``error`` are omitted when empty.
+* ``GET /.well-known/openid-configuration`` and ``GET /openid/v1/jwks``, for service accounts (the default
+  ``system:service-account-issuer-discovery`` binding); callers without credentials get 403 unless
+  ``anonymous_discovery`` (a cluster that binds that role to ``system:unauthenticated`` too).  Any other
+  path outside ``/api`` and ``/apis`` is 403, as the RBAC authorizer answers for a URL nobody is granted.
 
 Tokens are real JWTs (PyJWT), RS256 or ES256, ``kid`` = base64url(SHA-256(SPKI DER)) as the apiserver derives
 it.  The issuer defaults to the server's own URL, so OIDC discovery from ``iss`` reaches this server.
@@ -39,7 +46,8 @@ looked up (404/409/400).
 Objects (:mod:`.resources`): ``tekton.dev/v1`` TaskRuns (a CRD with the status subresource), ``v1`` Pods,
 ``coordination.k8s.io/v1`` Leases, ``v1`` Events and ``v1`` ConfigMaps, namespaced, at the apiserver's
 paths (list and watch also across namespaces).  Every request needs a bearer token for the API
-audiences (401 otherwise), and the fault knobs above apply to it as to the token endpoints.
+audiences (401 for one that fails, 403 without any), and the fault knobs above apply to it as to the
+token endpoints.
 As kube-apiserver does:
 
 * one resourceVersion counter, bumped by every write that changes something (a no-op write is answered
@@ -75,7 +83,8 @@ change), :mod:`.patch`, :mod:`.rbac`, :mod:`.rest` (the verbs), :mod:`.cluster` 
 the shared HTTPS scaffold (:mod:`entrypoint.testing._https`).
 
 Run standalone with ``python -m entrypoint.testing.kube_api --pod NS/NAME/UID --service-account SA``
-(``--own-pod-tokens-only`` turns the admission policy on).
+(``--own-pod-tokens-only`` turns the admission policy on, ``--token-reviewer NS/SA`` grants TokenReview,
+``--anonymous-discovery`` serves discovery to anyone).
 """
 
 from __future__ import annotations

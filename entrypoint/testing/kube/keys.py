@@ -53,4 +53,7 @@ class SigningKey:
         else:
             fields = ECAlgorithm.to_jwk(public, as_dict=True)
         assert isinstance(fields, dict)
+        # PyJWT adds key_ops; the apiserver's JWKS has none (openidmetadata.go: use, kty, kid, alg and
+        # the key's parameters).
+        fields.pop("key_ops", None)
         return {"use": "sig", "kid": self.kid, "alg": self.alg, **fields}

@@ -32,6 +32,11 @@ MOUNTED_TOKEN_SECONDS = 3607
 # go-jose's jwt.DefaultLeeway, which the apiserver's token validator relies on.
 LEEWAY_SECONDS = 60
 SERVICE_ACCOUNT_GROUP = "system:serviceaccounts"
+# Who a request without credentials is (the apiserver's --anonymous-auth, on by default).
+ANONYMOUS = "system:anonymous"
+# The body types the apiserver decodes for built-in types, and for a CRD's (which have no protobuf).
+BUILT_IN_MEDIA_TYPES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+CUSTOM_MEDIA_TYPES = "application/json, application/yaml"
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -99,11 +104,16 @@ def not_found(resource: str, name: str) -> APIError:
 
 
 def invalid_token_request(field: str, value: object, detail: str) -> APIError:
-    # errors.NewInvalid's message layout.
+    # errors.NewInvalid's message layout, and its details: one cause per field error.
+    error = f"Invalid value: {value}: {detail}"
     return APIError(
         422,
-        f'TokenRequest.authentication.k8s.io "" is invalid: {field}: Invalid value: {value}: {detail}',
-        {"group": "authentication.k8s.io", "kind": "TokenRequest"},
+        f'TokenRequest.authentication.k8s.io "" is invalid: {field}: {error}',
+        {
+            "group": "authentication.k8s.io",
+            "kind": "TokenRequest",
+            "causes": [{"reason": "FieldValueInvalid", "message": error, "field": field}],
+        },
     )
 
 
@@ -111,11 +121,10 @@ def undecodable(kind: str, detail: str) -> APIError:
     return APIError(400, f'{kind} in version "v1" cannot be handled as a {kind}: {detail}')
 
 
-def unsupported_media_type(accepted: str, media_type: str) -> APIError:
+def unsupported_media_type(accepted: str) -> APIError:
+    # negotiation.NewUnsupportedMediaTypeError: the types the server takes, not the one it got.
     return APIError(
-        415,
-        "the body of the request was in an unknown format - accepted media types include:"
-        f" {accepted} (got {media_type or 'none'!r})",
+        415, f"the body of the request was in an unknown format - accepted media types include: {accepted}"
     )
 
 
@@ -123,10 +132,10 @@ def media_type_of(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def require_json(content_type: str | None) -> None:
-    media_type = media_type_of(content_type)
-    if media_type != "application/json":
-        raise unsupported_media_type("application/json", media_type)
+def require_json(content_type: str | None, accepted: str = BUILT_IN_MEDIA_TYPES) -> None:
+    """Only JSON bodies are decoded here; ``accepted`` is what the apiserver would name instead."""
+    if media_type_of(content_type) != "application/json":
+        raise unsupported_media_type(accepted)
 
 
 @dataclass(frozen=True)

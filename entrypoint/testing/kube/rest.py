@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from entrypoint.testing._https import Answer, Reply, StreamedAnswer
-from entrypoint.testing.kube.objects import media_type_of, require_json, undecodable, unsupported_media_type
+from entrypoint.testing.kube.objects import (
+    ANONYMOUS,
+    BUILT_IN_MEDIA_TYPES,
+    CUSTOM_MEDIA_TYPES,
+    media_type_of,
+    require_json,
+    undecodable,
+    unsupported_media_type,
+)
 from entrypoint.testing.kube.patch import JSONPatchFailure, json_patch, merge_patch
 from entrypoint.testing.kube.rbac import Denials
 from entrypoint.testing.kube.resources import (
@@ -87,7 +95,10 @@ class ObjectEndpoints:
     ) -> Reply:
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(query_string, keep_blank_values=True).items()}
         verb = self._verb(method, target, query)
-        if self.denials.denies(verb, target.resource.plural + _sub(target), target.namespace):
+        # The default RBAC grants system:anonymous nothing on resources.
+        if user == ANONYMOUS or self.denials.denies(
+            verb, target.resource.plural + _sub(target), target.namespace
+        ):
             raise forbidden(
                 target.resource, target.name or "", user, verb, target.subresource, target.namespace
             )
@@ -99,8 +110,9 @@ class ObjectEndpoints:
         if verb == "list":
             return self._list(resource, namespace, query)
         assert namespace is not None
+        accepted = CUSTOM_MEDIA_TYPES if resource.custom else BUILT_IN_MEDIA_TYPES
         if verb == "create":
-            require_json(content_type)
+            require_json(content_type, accepted)
             created = self.store.create(
                 resource, prepare_create(resource, _object(body, resource.kind), namespace)
             )
@@ -112,7 +124,7 @@ class ObjectEndpoints:
             return _ok(self.store.delete(resource, namespace, name))
         status_only = target.subresource == "status"
         if verb == "update":
-            require_json(content_type)
+            require_json(content_type, accepted)
             new = _object(body, resource.kind)
             meta = new.get("metadata")
             url_name = meta.get("name", "") if isinstance(meta, dict) else ""
@@ -183,7 +195,7 @@ class ObjectEndpoints:
             return patched
         # A custom resource has no Go type, so no strategic merge patch (nor does this server do one for
         # built-in types, nor server-side apply).
-        raise unsupported_media_type(f"{JSON_PATCH}, {MERGE_PATCH}", media_type)
+        raise unsupported_media_type(f"{JSON_PATCH}, {MERGE_PATCH}")
 
     def _list(self, resource: Resource, namespace: str | None, query: Mapping[str, str]) -> Answer:
         page = self.store.list(
