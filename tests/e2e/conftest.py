@@ -10,6 +10,9 @@ that reason, and only then: a control plane that is built but fails to start fai
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.realkube import ControlPlane, free_ports, not_built, peers, read_env
+from tests.support.paths import REPO
+from tests.support.podman import ENTRYPOINT_IMAGE, STEP_IMAGES, podman_env
+
+DIST_ENTRYPOINT = REPO / "dist" / "bin" / "entrypoint"
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +86,26 @@ def _keep_logs(run_dir: Path) -> None:
     for log in sorted(run_dir.glob("*.log")):
         if log.stat().st_size:
             print(f"control plane log: {log}")
+
+
+@pytest.fixture(scope="session")
+def images() -> Iterator[None]:
+    """podman, rootful, with the images of images/build.sh; and the executable they were built from."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed: run `bash images/ensure-tools.sh` as root (`make image` does)")
+    missing = [
+        image
+        for image in (ENTRYPOINT_IMAGE, STEP_IMAGES["debian"], STEP_IMAGES["musl"])
+        if subprocess.run(["podman", "image", "exists", image], env=podman_env(), check=False).returncode
+    ]
+    if missing:
+        pytest.skip(f"the images {missing} are not built: `make image` builds them")
+    assert os.geteuid() == 0, (
+        "the pod executor runs rootful podman (hostPath volumes, host uids): run as root"
+    )
+    # `entrypoint verify` is the executable the entrypoint image holds, unless ENTRYPOINT_BIN says otherwise.
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.environ.get("ENTRYPOINT_BIN"):
+            assert DIST_ENTRYPOINT.is_file(), f"{DIST_ENTRYPOINT} is missing: `make binary` builds it"
+            mp.setenv("ENTRYPOINT_BIN", str(DIST_ENTRYPOINT))
+        yield

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +38,7 @@ from tests.e2e.podlet import Podlet, PodRun, Untranslatable, translate
 from tests.e2e.realkube import ControlPlane, Kube
 from tests.support.k8s_sat import entrypoint, jwt_part
 from tests.support.paths import REPO
-from tests.support.podman import ENTRYPOINT_IMAGE, STEP_IMAGES, podman_env
+from tests.support.podman import ENTRYPOINT_IMAGE, STEP_IMAGES
 
 NS, SA, NODE = "podman-taskruns", "builder", "node-podman"
 TASK, TASKRUN = "two-images", "two-images-1"
@@ -127,29 +124,6 @@ class Done:
         token.write_text(self.plane.admin_token_file.read_text())
         return ["--kube-api", self.plane.url, "--kube-token-file", str(token),
                 "--kube-ca-file", str(self.plane.ca_file)]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def images() -> Iterator[None]:
-    """podman, rootful, with the images of images/build.sh; and the executable they were built from."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed: run `bash images/ensure-tools.sh` as root (`make image` does)")
-    missing = [
-        image
-        for image in (ENTRYPOINT_IMAGE, STEP_IMAGES["debian"], STEP_IMAGES["musl"])
-        if subprocess.run(["podman", "image", "exists", image], env=podman_env(), check=False).returncode
-    ]
-    if missing:
-        pytest.skip(f"the images {missing} are not built: `make image` builds them")
-    assert os.geteuid() == 0, (
-        "the pod executor runs rootful podman (hostPath volumes, host uids): run as root"
-    )
-    # `entrypoint verify` is the executable the entrypoint image holds, unless ENTRYPOINT_BIN says otherwise.
-    with pytest.MonkeyPatch.context() as mp:
-        if not os.environ.get("ENTRYPOINT_BIN"):
-            assert DIST_ENTRYPOINT.is_file(), f"{DIST_ENTRYPOINT} is missing: `make binary` builds it"
-            mp.setenv("ENTRYPOINT_BIN", str(DIST_ENTRYPOINT))
-        yield
 
 
 @pytest.fixture(scope="module")
