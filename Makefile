@@ -64,7 +64,7 @@ fuzz: lock-check $(STAMP)
 # controller from the Go module proxy (Go 1.26 needed; tools/peers.sh has the cold build times), then
 # tests/e2e starts them on free loopback ports (`tools/peers.sh start [tekton]`/`stop`).  `make test`
 # builds them too and runs tests/e2e with the rest.
-E2E_PEERS := etcd kube-apiserver tekton-controller
+E2E_PEERS := etcd kube-apiserver kubectl tekton-controller
 e2e-peers:
 	bash tools/peers.sh build $(E2E_PEERS)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import pytest
 from tests.e2e import kubelet
 from tests.e2e.conftest import Tekton
 from tests.e2e.podlet import Podlet, PodRun, Untranslatable, translate
-from tests.e2e.realkube import ControlPlane, Kube
+from tests.e2e.realkube import ControlPlane, Kube, peers
 from tests.support.k8s_sat import entrypoint, jwt_part
 from tests.support.paths import REPO
 from tests.support.podman import ENTRYPOINT_IMAGE, STEP_IMAGES
@@ -138,12 +139,14 @@ def done(
         admin.service_account(NS, SA)
         admin.allow_own_tokens(NS, SA)
         admin.node(NODE)
-        admin.create(f"{TEKTON_API}/namespaces/{NS}/tasks", task())
-        admin.create(
-            f"{TEKTON_API}/namespaces/{NS}/taskruns",
-            {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": TASKRUN},
-             "spec": {"serviceAccountName": SA, "taskRef": {"name": TASK}}},
-        )  # fmt: skip
+        # As a user would: kubectl apply of the Task and the TaskRun (kubectl v1.37.2, built by
+        # tools/peers.sh from the same release as the API server), with the control plane's kubeconfig.
+        taskrun_doc = {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": TASKRUN},
+                       "spec": {"serviceAccountName": SA, "taskRef": {"name": TASK}}}  # fmt: skip
+        applied = kubectl(control_plane, "apply", "-n", NS, "-f", "-", stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [task(), taskrun_doc]}))  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        assert f"taskrun.tekton.dev/{TASKRUN} created" in applied.stdout, applied.stdout
         run = Podlet(control_plane, admin, NODE, directory / "podlet").run(NS, POD)
         print(f"podlet: {run.phase} after {run.timings}, {run.reports} status reports")
         print("podlet translations:\n  " + "\n  ".join(run.notes))
@@ -152,6 +155,15 @@ def done(
         yield Done(control_plane, admin, run, pod, taskrun, directory, run.timings["ended"])
     finally:
         admin.close()
+
+
+def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real kubectl against the control plane (``tools/peers.sh path kubectl`` builds it if missing)."""
+    found = peers("path", "kubectl", timeout=900)
+    assert found.returncode == 0, f"tools/peers.sh path kubectl: {found.stderr}"
+    binary = found.stdout.strip().splitlines()[-1]
+    return subprocess.run([binary, "--kubeconfig", str(plane.run_dir / "kubeconfig"), *args], input=stdin,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 def finished(admin: Kube, name: str = TASKRUN) -> dict[str, Any] | None:
