@@ -65,7 +65,8 @@ def background_signer(
     marker there for later steps, and reads the earlier steps' markers.
 
     Call this while the process is single-threaded: the backend's helper process is forked here
-    and starts fetching at once, on another core.
+    and starts fetching at once, on another core.  Call it on the main thread: the helper dies
+    when the thread that started it ends (PR_SET_PDEATHSIG, :func:`.forked.die_with_parent`).
     """
     from entrypoint._internal.signing.background import BackgroundSigner, capped
     from entrypoint._internal.signing.forked import ForkedBackend

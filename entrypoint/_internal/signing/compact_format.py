@@ -160,8 +160,25 @@ class CompactFormat:
             except ValueError:
                 continue
             if value.material_kind in self._shared_kinds:
-                try:
-                    with open(os.path.join(self.metadata_dir, MATERIAL_MARKER), "w") as f:
-                        f.write(value.material_digest.hex())
-                except OSError as exc:
-                    raise SigningError(f"could not publish the signing material marker: {exc}") from exc
+                self._publish(value.material_digest.hex())
+
+    def _publish(self, digest: str) -> None:
+        from entrypoint._internal.go.errors import path_error
+
+        path = os.path.join(self.metadata_dir, MATERIAL_MARKER)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:
+            return  # no metadata directory: the step failed before its command, and said so
+        except OSError as exc:
+            raise SigningError(
+                f"could not publish the signing material marker: {path_error('open', path, exc)}"
+            ) from exc
+        try:
+            os.write(fd, digest.encode())
+        except OSError as exc:
+            raise SigningError(
+                f"could not publish the signing material marker: {path_error('write', path, exc)}"
+            ) from exc
+        finally:
+            os.close(fd)

@@ -65,6 +65,9 @@ class ForkedBackend:
             f"import sys; sys.path[:0] = {[package_root, *sys.path]!r}; "
             # First of all, before any import: this process will hold the private key.
             "from entrypoint._internal.step.selfexec import make_undumpable; make_undumpable(); "
+            # Then tie its life to this process's (this thread's: the main one, see the caller).
+            "from entrypoint._internal.signing.forked import die_with_parent; "
+            f"die_with_parent({os.getpid()}); "
             "from entrypoint._internal.backends import get; "
             f"fetcher = get({name!r}).module('fetch').Fetcher; "
             "from entrypoint._internal.signing.forked import serve; "
@@ -146,6 +149,24 @@ class ForkedBackend:
             os.close(self._req_w)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the helper
+    """End the helper when the entrypoint ends, however it ends.  Its pipe's EOF is not enough: a
+    helper in the middle of a fetch (an agent slow to register the pod) reads the pipe only once
+    the fetch is over, so after a SIGKILL, or a SIGTERM before the command starts (Go's default
+    action: the process dies), it would live on for the rest of its budget, holding the key and
+    the step's stderr.  PR_SET_PDEATHSIG fires when the thread that started the helper ends;
+    :func:`~entrypoint._internal.signing.background_signer` runs on the main thread, which ends
+    with the process."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pipe's EOF still ends an idle helper
+    if os.getppid() != parent:  # the entrypoint was gone before the prctl took effect
+        os._exit(0)
 
 
 def serve(make_backend: Callable[[], Backend]) -> None:  # pragma: no cover - runs in the helper
