@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from entrypoint.termination import parse_message
@@ -34,13 +31,13 @@ from entrypoint.testing.workload_api import WorkloadAPIServer
 from tests.e2e import kubelet
 from tests.e2e.conftest import Tekton
 from tests.e2e.realkube import ControlPlane, Kube
+from tests.support.controller import CONTROLLER_NS, CONTROLLER_SA, ControllerProcess, wait_for
 from tests.support.k8s_sat import entrypoint, sa_flags, sh, write_results
 from tests.support.paths import REPO
 from tests.support.pki import TD, spiffe_id
-from tests.support.tekton import TektonRoot, entrypoint_command
+from tests.support.tekton import TektonRoot
 
 NS, SA, NODE = "verified", "builder", "node-1"
-CONTROLLER_NS, CONTROLLER_SA = "signed-entrypoint", "signed-entrypoint-controller"
 JWKS_CONFIGMAP = "signed-entrypoint-jwks"
 MANIFEST = REPO / "deploy" / "controller.yaml"
 TASK = "two-signed-steps"
@@ -62,17 +59,6 @@ def task(fmt: str) -> dict[str, Any]:
             ],
         },
     }  # fmt: skip
-
-
-@dataclass
-class Controller:
-    process: subprocess.Popen[bytes]
-    stdout: Path
-    stderr: Path
-    metrics_url: str
-
-    def audit_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stdout.read_text().splitlines() if line.startswith("{")]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +86,7 @@ def spire_ca() -> TestCA:
 @pytest.fixture(scope="module")
 def controller(
     control_plane: ControlPlane, admin: Kube, spire_ca: TestCA, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Controller]:
+) -> Iterator[ControllerProcess]:
     directory = tmp_path_factory.mktemp("controller")
     bundle = directory / "bundle.pem"
     bundle.write_bytes(spire_ca.bundle_pem())
@@ -113,38 +99,24 @@ def controller(
     # The Deployment's pods never run (no kubelet): the same command runs here, with its token.
     token = directory / "token"
     token.write_text(admin.token(CONTROLLER_NS, CONTROLLER_SA))
-    stdout, stderr = directory / "stdout", directory / "stderr"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [*entrypoint_command(), "controller", "--kube-api", control_plane.url, "--kube-token-file",
-             str(token), "--kube-ca-file", str(control_plane.ca_file), "--lease-namespace", CONTROLLER_NS,
-             "--jwks-configmap", f"{CONTROLLER_NS}/{JWKS_CONFIGMAP}", "--metrics-address", "127.0.0.1",
-             "--metrics-port", "0", "--retry-period", "0.5", "--trust-domain", TD,
-             "--trust-bundle", str(bundle)],
-            stdout=out, stderr=err, env=env,
-        )  # fmt: skip
+    controller = ControllerProcess(
+        directory,
+        ["--kube-api", control_plane.url, "--kube-token-file", str(token), "--kube-ca-file",
+         str(control_plane.ca_file), "--lease-namespace", CONTROLLER_NS, "--jwks-configmap",
+         f"{CONTROLLER_NS}/{JWKS_CONFIGMAP}", "--retry-period", "0.5", "--trust-domain", TD,
+         "--trust-bundle", str(bundle)],
+    )  # fmt: skip
     try:
-        port = kubelet.wait(
-            "the controller's metrics address",
-            lambda: (m := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/", stderr.read_text())) and m[1],
-            seconds=60,
-        )
-        c = Controller(process, stdout, stderr, f"http://127.0.0.1:{port}")
-        kubelet.wait("the controller ready", lambda: _ready(c), seconds=60)
-        yield c
+        wait_for("the controller ready", lambda: _ready(controller), seconds=60)
+        yield controller
     finally:
-        process.terminate()
-        assert process.wait(30) == 0, stderr.read_text()
-        print(stderr.read_text()[-4000:])
+        assert controller.stop() == 0, controller.log()
+        print(controller.log()[-4000:])
 
 
-def _ready(c: Controller) -> bool | None:
-    assert c.process.poll() is None, c.stderr.read_text()
-    try:
-        return True if httpx.get(f"{c.metrics_url}/readyz").status_code == 200 else None
-    except httpx.HTTPError:
-        return None
+def _ready(c: ControllerProcess) -> bool:
+    assert c.process.poll() is None, c.log()
+    return c.ready()
 
 
 def run_taskrun(
@@ -248,7 +220,7 @@ FORMATS = ["compact", "tekton"]
 def test_a_genuine_taskrun_is_recorded_verified(
     control_plane: ControlPlane,
     admin: Kube,
-    controller: Controller,
+    controller: ControllerProcess,
     spire_ca: TestCA,
     tmp_path: Path,
     fmt: str,
@@ -293,7 +265,7 @@ def test_a_genuine_taskrun_is_recorded_verified(
 def test_a_tampered_message_is_recorded_failed(
     control_plane: ControlPlane,
     admin: Kube,
-    controller: Controller,
+    controller: ControllerProcess,
     spire_ca: TestCA,
     tmp_path: Path,
     fmt: str,
@@ -312,12 +284,14 @@ def test_a_tampered_message_is_recorded_failed(
     assert (condition(tr, "Succeeded") or {}).get("status") == "True"
 
 
-def test_the_rbac_of_deploy_is_enough_and_the_metrics_count(admin: Kube, controller: Controller) -> None:
-    err = controller.stderr.read_text()
+def test_the_rbac_of_deploy_is_enough_and_the_metrics_count(
+    admin: Kube, controller: ControllerProcess
+) -> None:
+    err = controller.log()
     assert "forbidden" not in err.lower(), err
     lease = admin.get(f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NS}/leases/{CONTROLLER_SA}")
     assert lease["spec"]["holderIdentity"]
-    metrics = httpx.get(f"{controller.metrics_url}/metrics").text
+    metrics = controller.get("/metrics").text
     assert "signed_entrypoint_leader 1.0" in metrics
     counted = (
         r'signed_entrypoint_taskrun_verifications_total\{[^}]*namespace="verified"[^}]*outcome="Verified"'
