@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_controller import bench_controller, bench_taskrun_verify
-from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn
+from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn, throughput
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -213,18 +213,6 @@ def openssl_verify_rate(curve: str = "ecdsap256") -> float | None:
     return None
 
 
-def _throughput(runs: int, check: Callable[[], bool]) -> tuple[float, int]:
-    rates = []
-    for _ in range(max(runs // 3, 5)):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 0.5:
-            if not check():
-                raise RuntimeError("a benchmark message did not verify")
-            count += 1
-        rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates), len(rates)
-
-
 def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
     from entrypoint._internal.backends.spire.evidence import x509_identity
     from entrypoint._internal.signing.compact_format import CompactFormat
@@ -264,7 +252,7 @@ def bench_verify(runs: int, cmds: dict[str, list[str]]) -> None:
         def check(message: str = message) -> bool:
             return verify_message(message, namespace="bench", name="run", trust=trust).verified
 
-        rate, _ = _throughput(runs, check)
+        rate = throughput(runs, check)
         line = f"  {name:<8} verify_message {rate:8.0f} messages/s"
         if bound:
             per_message = bound / checks

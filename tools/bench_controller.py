@@ -6,23 +6,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable
 
-from benchlib import REPO
+from benchlib import REPO, throughput
 
 sys.path.insert(0, str(REPO))  # tests.support: the signed TaskRuns the tests use too
-
-
-def _rate(runs: int, check: Callable[[], bool]) -> float:
-    rates = []
-    for _ in range(max(runs // 3, 5)):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 0.5:
-            if not check():
-                raise RuntimeError("a benchmark TaskRun did not verify")
-            count += 1
-        rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def bench_taskrun_verify(runs: int, cmds: dict[str, list[str]]) -> None:
@@ -42,7 +29,7 @@ def bench_taskrun_verify(runs: int, cmds: dict[str, list[str]]) -> None:
             def check(tr: dict[str, object] = tr) -> bool:
                 return verifier.verify_taskrun(tr).verified
 
-            rate = _rate(runs, check)
+            rate = throughput(runs, check)
             print(f"  {backend:<8} {fmt:<8} {rate:7.0f} TaskRuns/s   ({1000 / rate:.2f} ms each)")
 
 

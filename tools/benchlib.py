@@ -12,7 +12,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +78,16 @@ def fast_tmp() -> str | None:
     """A tmpfs directory: the termination file is fsync'ed (as Tekton does), and on a VM disk that
     alone adds 0-12 ms at random, which would hide the entrypoint's own cost."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def throughput(runs: int, check: Callable[[], bool]) -> float:
+    """Calls of ``check`` per second: the median of half-second runs (at least 5)."""
+    rates = []
+    for _ in range(max(runs // 3, 5)):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 0.5:
+            if not check():
+                raise RuntimeError("a benchmark input did not verify")
+            count += 1
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
