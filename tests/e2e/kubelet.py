@@ -38,15 +38,7 @@ def bind(admin: Kube, namespace: str, pod: str, node: str) -> dict[str, Any]:
     """The scheduler's part, once the controller made the pod: bind it to ``node``."""
     path = pod_path(namespace, pod)
     wait("the controller's pod", lambda: True if admin.request("GET", path).status_code == 200 else None)
-    admin.create(
-        f"{path}/binding",
-        {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": pod},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        },
-    )
+    admin.bind(namespace, pod, node)
     return admin.get(path)
 
 

@@ -217,16 +217,20 @@ class Kube:
             },
         )
         if node is not None:
-            self.create(
-                f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
-                {
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    "metadata": {"name": name},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-                },
-            )
+            self.bind(namespace, name, node)
         return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def bind(self, namespace: str, pod: str, node: str) -> None:
+        """The scheduler's part: bind the pod to ``node``."""
+        self.create(
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/binding",
+            {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": pod},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            },
+        )
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete at once (no kubelet would ever confirm a graceful deletion)."""
