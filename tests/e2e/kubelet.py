@@ -11,19 +11,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.e2e.realkube import ControlPlane, Kube, in_pod_env, mount_service_account
+from tests.support.controller import wait_for
 from tests.support.k8s_sat import new_root
 
 T = TypeVar("T")
 
 
 def wait(what: str, check: Callable[[], T | None], seconds: float = 60) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.1)
+    return wait_for(what, check, seconds, interval=0.1)
 
 
 def rfc3339(seconds: float) -> str:
