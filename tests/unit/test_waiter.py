@@ -111,3 +111,28 @@ def test_inotify_wakes_on_the_event_not_on_a_timer(monkeypatch: pytest.MonkeyPat
     with pytest.raises(SkipError):
         w.wait(Context.background(), str(tmp_path / "g"), False, False)
     t.join()
+
+
+@pytest.mark.timeout(20)
+def test_a_directory_made_between_finding_and_watching_its_parent_is_watched(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The race a fresh-clone CI run hit: the waiter found a/ as the nearest directory, a/b/ appeared
+    # before the watch on a/ was in place, so no event announced it and the wait slept through the
+    # file.  Here the race is made certain: watching a/ first creates a/b/.
+    from entrypoint._internal.step import inotify
+
+    monkeypatch.setattr(waiter_mod, "SAFETY_INTERVAL", 3600.0)
+    (tmp_path / "a").mkdir()
+    real_add_watch = inotify.Inotify.add_watch
+
+    def racing_add_watch(self: inotify.Inotify, directory: str) -> bool:
+        if directory == str(tmp_path / "a"):
+            (tmp_path / "a" / "b").mkdir(exist_ok=True)
+        return real_add_watch(self, directory)
+
+    monkeypatch.setattr(inotify.Inotify, "add_watch", racing_add_watch)
+    out = tmp_path / "a" / "b" / "out"
+    t = later(lambda: out.write_text(""))
+    FileWaiter(use_inotify=True).wait(Context.background(), str(out), False, False)
+    t.join()

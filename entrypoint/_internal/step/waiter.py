@@ -73,10 +73,13 @@ class FileWaiter:
         try:
             while True:
                 # Watch before checking, so that an event between the check and the sleep is not lost.
-                if notifier is not None:
+                # Until the nearest directory is stable: one created between finding it and
+                # watching it sends no event to the watch on its parent.
+                while notifier is not None:
                     target = _nearest_existing_dir(file)
-                    if target != watched and notifier.add_watch(target):
-                        watched = target
+                    if target == watched or not notifier.add_watch(target):
+                        break
+                    watched = target
                 if _satisfied(file, expect_content):
                     return
                 if os.path.exists(file + ".err"):
