@@ -9,7 +9,13 @@ What it reproduces from SPIRE (so clients are tested against the behaviour they 
 * ``FetchX509SVID``/``FetchX509Bundles``/``FetchJWTBundles`` are server streams: the first message is
   sent at once, later ones when the material changes (CA rotation, a new SPIFFE ID or TTL, or the SVID
   passing half its lifetime, when SPIRE re-issues it), and the stream stays open until the client
-  cancels or the server stops.
+  cancels or the server stops;
+* ``FetchJWTSVID`` signs a JWT-SVID per call with the trust domain's :class:`JWTAuthority`, with the
+  claims SPIRE's server puts in one (``sub``, ``aud`` as a list, ``exp``, ``iat``, and ``iss`` only when
+  a ``jwt_issuer`` is configured, as SPIRE's ``jwt_issuer`` setting does); an empty audience is
+  ``INVALID_ARGUMENT "audience must be specified"``, and a requested ``spiffe_id`` other than the
+  workload's yields an empty answer, as SPIRE's agent filters its entries.  ``ValidateJWTSVID`` checks
+  a token against the same authority.
 
 Run standalone with ``python -m entrypoint.testing.workload_api --socket PATH --spiffe-id ID``.
 """
@@ -19,22 +25,38 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
+import secrets
 import stat
+import string
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc  # grpcio ships no type information
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from spiffe._proto import workload_pb2, workload_pb2_grpc
 
 from entrypoint.testing._serving import Serving, serve_until, stop_on_signals
-from entrypoint.testing.ca import Svid, TestCA
+from entrypoint.testing.ca import Svid, TestCA, generate_key
 
-__all__ = ["HEADER_KEY", "HEADER_VALUE", "WorkloadAPIServer", "main"]
+__all__ = [
+    "DEFAULT_JWT_SVID_TTL",
+    "HEADER_KEY",
+    "HEADER_VALUE",
+    "JWT_KEY_TYPES",
+    "JWTAuthority",
+    "JWTKey",
+    "WorkloadAPIServer",
+    "main",
+]
 
 HEADER_KEY = "workload.spiffe.io"
 HEADER_VALUE = "true"
@@ -51,15 +73,204 @@ _MAX_UNIX_PATH_BYTES = 107
 _MIN_REFRESH_SECONDS = 0.5
 _EMPTY_JWKS = b'{"keys":[]}'
 
+# SPIRE's default_jwt_svid_ttl.
+DEFAULT_JWT_SVID_TTL = datetime.timedelta(minutes=5)
+# Key types of a JWT authority (ca.KEY_TYPES names) and the JOSE algorithm each signs with: those of
+# SPIRE's server's jwt_key_type choices that tests need (ec-p256 is its default).
+JWT_KEY_TYPES: Mapping[str, str] = {"ec-p256": "ES256", "ec-p384": "ES384", "rsa-2048": "RS256"}
+# SPIRE's key IDs are 32 random alphanumerics.
+_KID_ALPHABET = string.ascii_letters + string.digits
+_KID_LENGTH = 32
+
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-class _Servicer(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
-    """Adapts grpc's generated servicer interface to :class:`WorkloadAPIServer`.
+def _new_kid() -> str:
+    return "".join(secrets.choice(_KID_ALPHABET) for _ in range(_KID_LENGTH))
 
-    FetchJWTSVID and ValidateJWTSVID keep the generated UNIMPLEMENTED answers: nothing here uses JWT-SVIDs.
-    """
+
+def _spiffe_trust_domain(spiffe_id: str) -> str | None:
+    rest = spiffe_id.removeprefix("spiffe://")
+    if rest == spiffe_id or not rest:
+        return None
+    return rest.partition("/")[0] or None
+
+
+@dataclass(frozen=True)
+class JWTKey:
+    """One JWT signing key of a trust domain: its ``kid``, JOSE algorithm and private key."""
+
+    kid: str
+    alg: str
+    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+    def __repr__(self) -> str:
+        return f"JWTKey(kid={self.kid!r}, alg={self.alg!r})"
+
+    @classmethod
+    def generate(cls, key_type: str = "ec-p256", kid: str | None = None) -> JWTKey:
+        if key_type not in JWT_KEY_TYPES:
+            raise ValueError(f"unknown JWT key type {key_type!r}; expected one of {sorted(JWT_KEY_TYPES)}")
+        key = generate_key(key_type)
+        assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        return cls(kid=kid if kid is not None else _new_kid(), alg=JWT_KEY_TYPES[key_type], private_key=key)
+
+    def jwk(self) -> dict[str, Any]:
+        """The public JWK as a SPIRE bundle carries it: ``kty``, ``kid`` and the key's parameters."""
+        public = self.private_key.public_key()
+        fields = (
+            RSAAlgorithm.to_jwk(public, as_dict=True)
+            if isinstance(public, rsa.RSAPublicKey)
+            else ECAlgorithm.to_jwk(public, as_dict=True)
+        )
+        # PyJWT adds key_ops; go-jose, which marshals SPIRE's bundles, writes neither key_ops nor alg.
+        fields.pop("key_ops", None)
+        return {"kty": fields.pop("kty"), "kid": self.kid, **fields}
+
+
+class JWTAuthority:
+    """A trust domain's JWT-SVID signing keys: it signs JWT-SVIDs and publishes the JWKS verifying them."""
+
+    def __init__(
+        self, trust_domain: str = "example.org", key_type: str = "ec-p256", *, kid: str | None = None
+    ) -> None:
+        if not trust_domain or any(c in trust_domain for c in ":/ ") or trust_domain != trust_domain.lower():
+            raise ValueError(f"invalid trust domain name {trust_domain!r} (expected e.g. 'example.org')")
+        self.trust_domain = trust_domain
+        self._lock = threading.Lock()
+        self._keys: tuple[JWTKey, ...] = (JWTKey.generate(key_type, kid),)
+
+    def __repr__(self) -> str:
+        return f"JWTAuthority(trust_domain={self.trust_domain!r}, kid={self.kid!r}, alg={self.alg!r})"
+
+    @property
+    def signing_key(self) -> JWTKey:
+        with self._lock:
+            return self._keys[0]
+
+    @property
+    def kid(self) -> str:
+        """``kid`` of the key that signs new JWT-SVIDs."""
+        return self.signing_key.kid
+
+    @property
+    def alg(self) -> str:
+        """JOSE algorithm of the key that signs new JWT-SVIDs."""
+        return self.signing_key.alg
+
+    @property
+    def keys(self) -> tuple[JWTKey, ...]:
+        """Every key in the JWKS, the signing one first."""
+        with self._lock:
+            return self._keys
+
+    @property
+    def algorithms(self) -> list[str]:
+        """The algorithms of the keys in the JWKS, sorted: what a verifier must accept."""
+        return sorted({key.alg for key in self.keys})
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [key.jwk() for key in self.keys]}
+
+    def jwks_json(self) -> bytes:
+        """The JWKS as the Workload API's ``JWTBundlesResponse`` carries it."""
+        return json.dumps(self.jwks(), separators=(",", ":")).encode("ascii")
+
+    def rotate(self, key_type: str | None = None, *, keep_previous: bool = True) -> JWTKey:
+        """Sign with a fresh key (of ``key_type``, by default the current one's); returns it.
+
+        The older keys stay in the JWKS, as SPIRE keeps a rotated-out key in the bundle until the tokens
+        it signed have expired; ``keep_previous=False`` drops them, so that those tokens no longer verify.
+        """
+        if key_type is None:
+            key_type = next(name for name, alg in JWT_KEY_TYPES.items() if alg == self.alg)
+        key = JWTKey.generate(key_type)
+        with self._lock:
+            self._keys = (key, *self._keys) if keep_previous else (key,)
+        return key
+
+    def issue(
+        self,
+        spiffe_id: str,
+        audience: Sequence[str],
+        *,
+        ttl: datetime.timedelta = DEFAULT_JWT_SVID_TTL,
+        issuer: str | None = None,
+        issued_at: datetime.datetime | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A signed JWT-SVID for ``spiffe_id``, as SPIRE's server mints it.
+
+        ``iat`` is ``issued_at`` (default now) and ``exp`` is ``iat + ttl``; ``iss`` is present only with
+        ``issuer``.  ``claims`` is merged last, a ``None`` value removing that claim, to craft invalid
+        tokens on purpose; the ID and audience themselves are not validated for the same reason.
+        """
+        when = issued_at if issued_at is not None else datetime.datetime.now(datetime.UTC)
+        iat = int(when.timestamp())
+        payload: dict[str, Any] = {
+            "sub": spiffe_id,
+            # A list even for one audience: SPIRE builds the claims as a map holding a []string.
+            "aud": list(audience),
+            "exp": iat + int(ttl.total_seconds()),
+            "iat": iat,
+        }
+        if issuer is not None:
+            payload["iss"] = issuer
+        for name, value in (claims or {}).items():
+            if value is None:
+                payload.pop(name, None)
+            else:
+                payload[name] = value
+        key = self.signing_key
+        return jwt.encode(payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "JWT"})
+
+    def validate(self, token: str, audience: str) -> dict[str, Any]:
+        """The claims of ``token`` if it is a valid JWT-SVID of this trust domain for ``audience``.
+
+        Raises ValueError saying why not: the detail of ValidateJWTSVID's ``INVALID_ARGUMENT`` (worded after
+        SPIRE's where a test may match on it: ``no keys found for trust domain``, ``token has expired``).
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as err:
+            raise ValueError("unable to parse JWT token") from err
+        kid = header.get("kid")
+        if not kid:
+            raise ValueError("token header missing key id")
+        subject = unverified.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("token missing subject claim")
+        trust_domain = _spiffe_trust_domain(subject)
+        if trust_domain is None:
+            raise ValueError(f"token has an invalid subject claim: {subject!r}")
+        if trust_domain != self.trust_domain:
+            raise ValueError(f'no keys found for trust domain "spiffe://{trust_domain}"')
+        key = next((k for k in self.keys if k.kid == kid), None)
+        if key is None:
+            raise ValueError(f'public key "{kid}" not found in trust domain "spiffe://{trust_domain}"')
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.private_key.public_key(),
+                algorithms=[key.alg],
+                audience=audience,
+                options={"require": ["sub", "aud", "exp"]},
+            )
+        except jwt.ExpiredSignatureError as err:
+            raise ValueError("token has expired") from err
+        except jwt.InvalidAudienceError as err:
+            raise ValueError(
+                f"expected audience in {unverified.get('aud')!r} (audience={audience!r})"
+            ) from err
+        except jwt.PyJWTError as err:
+            raise ValueError(f"unable to get claims from token: {err}") from err
+        return claims
+
+
+class _Servicer(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
+    """Adapts grpc's generated servicer interface to :class:`WorkloadAPIServer`."""
 
     def __init__(self, owner: WorkloadAPIServer) -> None:
         self._owner = owner
@@ -79,15 +290,32 @@ class _Servicer(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
     ) -> Iterator[workload_pb2.JWTBundlesResponse]:
         return self._owner._fetch_jwt_bundles(context)
 
+    def FetchJWTSVID(
+        self, request: workload_pb2.JWTSVIDRequest, context: Any
+    ) -> workload_pb2.JWTSVIDResponse:
+        return self._owner._fetch_jwt_svid(request, context)
+
+    def ValidateJWTSVID(
+        self, request: workload_pb2.ValidateJWTSVIDRequest, context: Any
+    ) -> workload_pb2.ValidateJWTSVIDResponse:
+        return self._owner._validate_jwt_svid(request, context)
+
 
 class WorkloadAPIServer(Serving):
-    """A Workload API on ``socket_path`` that hands out X509-SVIDs for ``spiffe_id`` issued by ``ca``.
+    """A Workload API on ``socket_path`` handing out ``spiffe_id``'s X509-SVIDs (from ``ca``) and JWT-SVIDs.
 
     ``deny_for``: for that many seconds after :meth:`start`, answer ``PERMISSION_DENIED "no identity
-    issued"``; ``deny_first``: likewise for the first that many calls, however late they come.
+    issued"`` (to the JWT calls too); ``deny_first``: likewise for the first that many FetchX509SVID
+    calls, however late they come, and ``jwt_deny_first`` for the first that many FetchJWTSVID calls.
     ``down``: accept connections but answer ``UNAVAILABLE`` to every call (an unhealthy agent);
     never starting the server simulates an absent agent instead.  ``svid_key_type`` and
     ``intermediate`` shape the served SVID as in :meth:`TestCA.issue_svid`.
+
+    JWT-SVIDs are signed by ``jwt_authority`` (its trust domain must be ``ca``'s), live ``jwt_svid_ttl``
+    and carry ``iss`` only when ``jwt_issuer`` is set.  Without ``jwt_authority`` or ``jwt_issuer`` the
+    authority (ES256) is made on first use (a FetchJWTSVID or ValidateJWTSVID call, or reading
+    :attr:`jwt_authority`); until then FetchJWTBundles answers an empty JWKS, as before JWT-SVIDs existed
+    here, and open FetchJWTBundles streams receive the keys once it exists.
     """
 
     def __init__(
@@ -102,6 +330,10 @@ class WorkloadAPIServer(Serving):
         down: bool = False,
         svid_key_type: str = "ec-p256",
         intermediate: bool = False,
+        jwt_authority: JWTAuthority | None = None,
+        jwt_issuer: str | None = None,
+        jwt_svid_ttl: datetime.timedelta = DEFAULT_JWT_SVID_TTL,
+        jwt_deny_first: int = 0,
     ) -> None:
         path = os.path.abspath(socket_path.removeprefix("unix://"))
         if len(os.fsencode(path)) > _MAX_UNIX_PATH_BYTES:
@@ -109,10 +341,16 @@ class WorkloadAPIServer(Serving):
                 f"unix socket path is {len(os.fsencode(path))} bytes, over the {_MAX_UNIX_PATH_BYTES}-byte"
                 f" limit: {path}"
             )
+        if jwt_authority is not None and jwt_authority.trust_domain != ca.trust_domain:
+            raise ValueError(
+                f"the JWT authority is for trust domain {jwt_authority.trust_domain!r}, the CA for"
+                f" {ca.trust_domain!r}"
+            )
         self._socket_path = path
         self.ca = ca
         self.deny_for = deny_for
         self.deny_first = deny_first
+        self.jwt_deny_first = jwt_deny_first
         self.down = down
         self._lock = threading.Lock()
         self._spiffe_id = spiffe_id
@@ -122,6 +360,12 @@ class WorkloadAPIServer(Serving):
         self._svid: Svid | None = None
         self._svid_refresh_at = 0.0
         self._calls = 0
+        self._jwt_calls = 0
+        if jwt_authority is None and jwt_issuer is not None:
+            jwt_authority = JWTAuthority(ca.trust_domain)
+        self._jwt_authority = jwt_authority
+        self._jwt_issuer = jwt_issuer
+        self._jwt_svid_ttl = jwt_svid_ttl
         self._server: Any = None
         self._started_at = 0.0
         self._stopping = threading.Event()
@@ -172,6 +416,57 @@ class WorkloadAPIServer(Serving):
         with self._lock:
             return self._current_svid_locked()
 
+    @property
+    def jwt_authority(self) -> JWTAuthority:
+        """The authority signing JWT-SVIDs (made on first use); assign one to replace it."""
+        with self._lock:
+            if self._jwt_authority is None:
+                self._jwt_authority = JWTAuthority(self.ca.trust_domain)
+            return self._jwt_authority
+
+    @jwt_authority.setter
+    def jwt_authority(self, value: JWTAuthority) -> None:
+        if value.trust_domain != self.ca.trust_domain:
+            raise ValueError(
+                f"the JWT authority is for trust domain {value.trust_domain!r}, the CA for"
+                f" {self.ca.trust_domain!r}"
+            )
+        with self._lock:
+            self._jwt_authority = value
+
+    @property
+    def jwt_issuer(self) -> str | None:
+        """The ``iss`` claim of new JWT-SVIDs; ``None`` leaves it out, as SPIRE without ``jwt_issuer``."""
+        with self._lock:
+            return self._jwt_issuer
+
+    @jwt_issuer.setter
+    def jwt_issuer(self, value: str | None) -> None:
+        with self._lock:
+            self._jwt_issuer = value
+
+    @property
+    def jwt_svid_ttl(self) -> datetime.timedelta:
+        with self._lock:
+            return self._jwt_svid_ttl
+
+    @jwt_svid_ttl.setter
+    def jwt_svid_ttl(self, value: datetime.timedelta) -> None:
+        with self._lock:
+            self._jwt_svid_ttl = value
+
+    @property
+    def jwt_calls(self) -> int:
+        """How many FetchJWTSVID calls arrived, including rejected ones."""
+        with self._lock:
+            return self._jwt_calls
+
+    def issue_jwt_svid(self, audience: Sequence[str]) -> str:
+        """A JWT-SVID as FetchJWTSVID would answer it now, without a call (knobs do not apply)."""
+        return self.jwt_authority.issue(
+            self.spiffe_id, audience, ttl=self.jwt_svid_ttl, issuer=self.jwt_issuer
+        )
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -216,12 +511,19 @@ class WorkloadAPIServer(Serving):
 
     def _admit(self, context: Any, call: int = 0) -> None:
         """Reject the call as SPIRE would; ``context.abort`` raises, ending the handler."""
+        self._check_transport(context)
+        self._check_identity(context, call, self.deny_first)
+
+    def _check_transport(self, context: Any) -> None:
+        # What SPIRE checks before a handler sees the request: its interceptor, and a live agent.
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "workload API is unavailable (agent unhealthy)")
         values = [value for key, value in context.invocation_metadata() if key == HEADER_KEY]
         if values != [HEADER_VALUE]:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "security header missing from request")
-        if time.monotonic() - self._started_at < self.deny_for or 0 < call <= self.deny_first:
+
+    def _check_identity(self, context: Any, call: int, deny_first: int) -> None:
+        if time.monotonic() - self._started_at < self.deny_for or 0 < call <= deny_first:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
 
     def _current_svid_locked(self) -> Svid:
@@ -272,15 +574,56 @@ class WorkloadAPIServer(Serving):
             lambda der: workload_pb2.X509BundlesResponse(bundles={self._trust_domain_id(): der}),
         )
 
+    def _jwt_bundle(self) -> bytes:
+        with self._lock:
+            authority = self._jwt_authority
+        # Before any JWT authority exists clients still get a well-formed (empty) JWKS for the domain.
+        return authority.jwks_json() if authority is not None else _EMPTY_JWKS
+
     def _fetch_jwt_bundles(self, context: Any) -> Iterator[workload_pb2.JWTBundlesResponse]:
-        # No JWT authorities here; clients still get a well-formed (empty) JWKS for the trust domain.
         self._admit(context)
         yield from self._stream(
             context,
-            self._trust_domain_id,
+            self._jwt_bundle,
             lambda a, b: a == b,
-            lambda td: workload_pb2.JWTBundlesResponse(bundles={td: _EMPTY_JWKS}),
+            lambda jwks: workload_pb2.JWTBundlesResponse(bundles={self._trust_domain_id(): jwks}),
         )
+
+    def _fetch_jwt_svid(
+        self, request: workload_pb2.JWTSVIDRequest, context: Any
+    ) -> workload_pb2.JWTSVIDResponse:
+        with self._lock:
+            self._jwt_calls += 1
+            call = self._jwt_calls
+        self._check_transport(context)
+        # SPIRE's agent refuses an empty list; its server then drops empty values and refuses what is
+        # left if nothing is, so a list of empty strings fails too (here with the agent's answer).
+        audience = [aud for aud in request.audience if aud]
+        if not audience:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "audience must be specified")
+        self._check_identity(context, call, self.jwt_deny_first)
+        spiffe_id = self.spiffe_id
+        if request.spiffe_id and request.spiffe_id != spiffe_id:
+            return workload_pb2.JWTSVIDResponse()
+        token = self.jwt_authority.issue(spiffe_id, audience, ttl=self.jwt_svid_ttl, issuer=self.jwt_issuer)
+        return workload_pb2.JWTSVIDResponse(svids=[workload_pb2.JWTSVID(spiffe_id=spiffe_id, svid=token)])
+
+    def _validate_jwt_svid(
+        self, request: workload_pb2.ValidateJWTSVIDRequest, context: Any
+    ) -> workload_pb2.ValidateJWTSVIDResponse:
+        self._check_transport(context)
+        if not request.audience:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "audience must be specified")
+        if not request.svid:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "svid must be specified")
+        try:
+            claims = self.jwt_authority.validate(request.svid, request.audience)
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise  # unreachable: abort raises; keeps ``claims`` bound for the type checker
+        response = workload_pb2.ValidateJWTSVIDResponse(spiffe_id=claims["sub"])
+        response.claims.update(claims)
+        return response
 
     def _stream(
         self,
