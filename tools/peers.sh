@@ -28,6 +28,10 @@
 #                Python clients).
 #   tekton-controller
 #                Tekton Pipelines' controller (github.com/tektoncd/pipeline/cmd/controller).
+#   fulcio       Sigstore's certificate authority (github.com/sigstore/fulcio, its root main package):
+#                the real peer of the keyless signing tests (tests/support/fulcio_peer.py runs
+#                `fulcio serve --ca ephemeralca` against a Kubernetes issuer).  Cold (empty module
+#                and build caches, 2 cores, 2026-12-04): 75 s; warm, nothing.
 #
 # Environment: PEERS_DIR (instead of build/peers), PEERS_RUN_DIR (the control plane's state, instead
 # of build/peers/run), PEERS_API_PORT, PEERS_ETCD_PORT, PEERS_ETCD_PEER_PORT (16443, 23790, 23800).
@@ -44,6 +48,9 @@ KUBE_VERSION=v1.37.2
 # The etcd release line Kubernetes 1.37 requires (its go.mod: go.etcd.io/etcd/client/v3 v3.7.0), at
 # the newest patch the proxy serves; built from its own modules.
 ETCD_VERSION=v3.7.3
+# The newest Fulcio release the proxy served on 2026-12-04 (v1.6.3 v1.6.6 v1.8.4 v1.8.7 v1.8.8
+# listed); its go.mod asks for go 1.26.0 and has no replace lines.
+FULCIO_VERSION=v1.8.8
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # PEERS_DIR moves everything (a cold build measured in an empty one, say).
@@ -57,7 +64,7 @@ API_PORT=${PEERS_API_PORT:-16443}
 ETCD_PORT=${PEERS_ETCD_PORT:-23790}
 ETCD_PEER_PORT=${PEERS_ETCD_PEER_PORT:-23800}
 
-KNOWN="entrypoint termparse etcd kube-apiserver kubectl tekton-controller"
+KNOWN="entrypoint termparse etcd kube-apiserver kubectl tekton-controller fulcio"
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
@@ -224,6 +231,28 @@ build_tekton_controller() {
     echo "peers.sh: built $out in $((SECONDS - start)) s" >&2
 }
 
+# Fulcio's own main package (the module root) from a throwaway module that requires the release;
+# `fulcio version` reports the release (release-utils' version, as Fulcio's Makefile sets it).
+# CGO_ENABLED=0 leaves out the PKCS#11 CA, which nothing here uses.
+build_fulcio() {
+    local out="$BIN/fulcio-$FULCIO_VERSION"
+    [[ -x "$out" ]] && return 0
+    go_env
+    mkdir -p "$BIN"
+    local start=$SECONDS mod="$PEERS/src/fulcio-$FULCIO_VERSION"
+    echo "peers.sh: building Fulcio $FULCIO_VERSION from the Go module proxy" >&2
+    mkdir -p "$mod"
+    printf 'module peers.local/fulcio\n\ngo 1.26\n\nrequire github.com/sigstore/fulcio %s\n' \
+        "$FULCIO_VERSION" > "$mod/go.mod"
+    printf 'package tools\n\nimport _ "github.com/sigstore/fulcio"\n' > "$mod/tools.go"
+    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true
+     cd "$mod" && go build -mod=mod -ldflags "-X sigs.k8s.io/release-utils/version.gitVersion=$FULCIO_VERSION" \
+        -o "$out.tmp" github.com/sigstore/fulcio) \
+        || die "building github.com/sigstore/fulcio@$FULCIO_VERSION failed (see above)"
+    mv "$out.tmp" "$out"
+    echo "peers.sh: built $out in $((SECONDS - start)) s" >&2
+}
+
 build_peer() {
     case "$1" in
         entrypoint) build_entrypoint ;;
@@ -232,6 +261,7 @@ build_peer() {
         kube-apiserver) build_kube_apiserver ;;
         kubectl) build_kube_cmd kubectl ;;
         tekton-controller) build_tekton_controller ;;
+        fulcio) build_fulcio ;;
         *) die "unknown peer '$1' (known: $KNOWN)" ;;
     esac
 }
@@ -245,6 +275,7 @@ peer_file() {
         kube-apiserver) echo "$BIN/kube-apiserver-$KUBE_VERSION" ;;
         kubectl) echo "$BIN/kubectl-$KUBE_VERSION" ;;
         tekton-controller) echo "$BIN/tekton-controller-$TEKTON_VERSION" ;;
+        fulcio) echo "$BIN/fulcio-$FULCIO_VERSION" ;;
         *) die "unknown peer '$1' (known: $KNOWN)" ;;
     esac
 }
