@@ -38,16 +38,20 @@ elsewhere, its module follows it; ``tests/unit/test_errors.py`` checks that this
     │   ├── URLError                  _internal/go/url.py
     │   ├── JsonDecodeError           _internal/step/substitution.py
     │   ├── CompactFormatError        _internal/formats/compact.py
-    │   └── SvidDecodeError           _internal/backends/spire/svid.py
+    │   ├── SvidDecodeError           _internal/backends/spire/svid.py
+    │   ├── CertificateProblem        _internal/backends/sigstore/certs.py
+    │   └── ArtifactError             _internal/backends/sigstore/artifact.py
     ├── SigningError
     │   ├── ReservedResultError
-    │   └── RetryableSigningError     _internal/backends/k8s_sat/fetch.py
+    │   ├── RetryableSigningError     _internal/backends/k8s_sat/fetch.py
+    │   └── SigstoreServerError       _internal/backends/sigstore/http.py
     ├── VerificationError
     │   ├── TaskRunObjectError
     │   └── VerificationFailed        _internal/verification/reasons.py
     ├── TrustError
     │   ├── TrustBundleError          _internal/backends/spire/trust.py
-    │   └── KubeTrustError            _internal/backends/k8s_sat/kube.py
+    │   ├── KubeTrustError            _internal/backends/k8s_sat/kube.py
+    │   └── SigstoreTrustError        _internal/backends/sigstore/trust.py
     └── KubeError                     _internal/kube/client.py
         ├── KubeConfigError
         ├── KubeTransportError

@@ -28,6 +28,8 @@ from typing import Any, TypedDict, Unpack
 from cryptography import x509
 
 from entrypoint._internal.backends.k8s_sat.kube import ApiServer, KubeJwks, KubeTokenReview, KubeTrustError
+from entrypoint._internal.backends.sigstore.policy import SigstoreTrust
+from entrypoint._internal.backends.sigstore.trust import SigstoreTrustError, TrustedRoot
 from entrypoint._internal.backends.spire.trust import (
     TrustBundleError,
     check_trust_domain,
@@ -52,6 +54,8 @@ __all__ = [
     "KubeTokenReview",
     "KubeTrustError",
     "Reason",
+    "SigstoreTrust",
+    "SigstoreTrustError",
     "StepVerdict",
     "TaskRunOutcome",
     "TaskRunRef",
@@ -59,6 +63,7 @@ __all__ = [
     "TrustBundle",
     "TrustBundleError",
     "TrustSet",
+    "TrustedRoot",
     "Verdict",
     "Verifier",
     "VerifyOptions",
@@ -249,10 +254,12 @@ class TrustSet:
 
     ``spiffe``: the SPIRE backend's trust bundle.  ``kube``: the oidc-sa-token backend's issuer,
     a :class:`KubeJwks` snapshot (offline, archived TaskRuns) or :class:`KubeTokenReview` (online).
+    ``sigstore``: the sigstore-keyless backend's trusted root and identity policy (offline).
     """
 
     spiffe: TrustBundle | None = None
     kube: KubeJwks | KubeTokenReview | None = None
+    sigstore: SigstoreTrust | None = None
 
 
 class Verifier:
@@ -363,6 +370,7 @@ class Verifier:
             step=taskrun.step,
             companions=taskrun.companions,
             kube=self.trust.kube,
+            sigstore=self.trust.sigstore,
             pod_name=taskrun.pod_name,
             pod_uid=taskrun.pod_uid,
             service_account=taskrun.service_account,

@@ -3,6 +3,9 @@
     entrypoint verify --taskrun NAMESPACE/NAME
                       [--trust-domain TD (--trust-bundle FILE | --spire-socket URI | --no-chain)]
                       [--jwks FILE | --kube-api URL [--kube-token-file F] [--kube-ca-file F]]
+                      [--sigstore-trusted-root FILE --certificate-oidc-issuer URL
+                       (--certificate-identity SAN | --certificate-identity-regexp RE)
+                       [--sigstore-allow-no-log]]
                       [--pod-name NAME] [--pod-uid UID] [--service-account SA]
                       [--at RFC3339-TIME] [--json] [--step N] [--format F] MESSAGE [--companion FILE ...]
     entrypoint verify --taskrun-object FILE [--pod-object FILE] [trust options] [--at T] [--json]
@@ -10,7 +13,9 @@
 
 SPIFFE trust (``--trust-domain`` and a bundle) checks messages signed with an SVID; Kubernetes
 trust (a JWKS snapshot saved by ``save-jwks``, or the API server's TokenReview) checks messages
-signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md).  Give either or both.
+signed with the ``oidc-sa-token`` backend (docs/oidc-sa-token.md); a Sigstore trusted root and an
+identity policy (the flags are cosign's) checks messages signed with ``sigstore-keyless``
+(docs/sigstore.md), offline.  Give any of them.
 
 ``--step`` and ``--companion`` concern the compact format (docs/compact-format.md): the step the
 message must come from, and the messages of the TaskRun's other steps, where a chain the message
@@ -34,6 +39,8 @@ import sys
 from typing import NoReturn, TextIO
 
 from entrypoint._internal.backends.k8s_sat.common import MATERIAL_KIND, SA_DIR, TOKEN_ENTRY
+from entrypoint._internal.backends.sigstore.common import CERT_ENTRY
+from entrypoint._internal.backends.sigstore.common import MATERIAL_KIND as FULCIO_KIND
 from entrypoint._internal.backends.spire.trust import TrustBundleError, check_trust_domain
 from entrypoint._internal.bounded import read_fd, read_file
 from entrypoint._internal.formats.compact import SIGNATURE_KEY
@@ -47,6 +54,8 @@ from entrypoint.verify import (
     KubeTokenReview,
     KubeTrustError,
     Reason,
+    SigstoreTrust,
+    SigstoreTrustError,
     TaskRunRef,
     TaskRunVerdict,
     TrustBundle,
@@ -117,6 +126,26 @@ def _parser() -> argparse.ArgumentParser:
         "--kube-api", metavar="URL", help="Kubernetes API server to ask (TokenReview), for oidc-sa-token"
     )
     _kube_credentials(p)
+    p.add_argument(
+        "--sigstore-trusted-root",
+        metavar="FILE",
+        help="Sigstore trusted_root.json (Fulcio CA, CT and Rekor keys), for sigstore-keyless",
+    )
+    p.add_argument("--certificate-identity", metavar="SAN", help="the SAN the Fulcio certificate must have")
+    p.add_argument(
+        "--certificate-identity-regexp",
+        metavar="RE",
+        help="a regular expression the whole SAN must match (instead of --certificate-identity)",
+    )
+    p.add_argument(
+        "--certificate-oidc-issuer", metavar="URL", help="the OIDC issuer the certificate must record"
+    )
+    p.add_argument(
+        "--sigstore-allow-no-log",
+        action="store_true",
+        help="accept messages without a Rekor record (the certificate is then checked at the signing "
+        "time the signature claims)",
+    )
     p.add_argument(
         "--pod-name", metavar="NAME", help="the TaskRun's pod (default: NAME-pod, as Tekton names it)"
     )
@@ -233,6 +262,32 @@ def _read_object(path: str, stdin: TextIO, what: str, kind: str) -> object:
     return obj
 
 
+def _sigstore_trust(args: argparse.Namespace) -> SigstoreTrust | str | None:
+    """The trust for sigstore-keyless messages; a string says why the trusted root is unusable
+    (the message then fails as TrustUnavailable, as with the other backends' trust)."""
+    if args.sigstore_trusted_root is None:
+        return None
+    if args.certificate_oidc_issuer is None or (args.certificate_identity is None) == (
+        args.certificate_identity_regexp is None
+    ):
+        raise _Usage(
+            "--sigstore-trusted-root needs --certificate-oidc-issuer and one of --certificate-identity "
+            "or --certificate-identity-regexp"
+        )
+    try:
+        return SigstoreTrust.from_file(
+            args.sigstore_trusted_root,
+            issuer=args.certificate_oidc_issuer,
+            identity=args.certificate_identity,
+            identity_regexp=args.certificate_identity_regexp,
+            require_log=not args.sigstore_allow_no_log,
+        )
+    except SigstoreTrustError as exc:
+        return str(exc)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from exc
+
+
 def _object_mode(args: argparse.Namespace) -> None:
     if args.taskrun_object is None:
         if args.pod_object is not None:
@@ -274,11 +329,21 @@ def main(argv: list[str]) -> int:
                 raise _Usage("--trust-domain needs one of --trust-bundle or --spire-socket (or --no-chain)")
         elif args.trust_bundle is not None or args.spire_socket is not None or args.no_chain:
             raise _Usage("--trust-bundle, --spire-socket and --no-chain need --trust-domain")
-        if not spiffe and args.jwks is None and args.kube_api is None:
+        sigstore_flags = (
+            args.certificate_identity,
+            args.certificate_identity_regexp,
+            args.certificate_oidc_issuer,
+        )
+        if args.sigstore_trusted_root is None and (
+            any(f is not None for f in sigstore_flags) or args.sigstore_allow_no_log
+        ):
+            raise _Usage("--certificate-* and --sigstore-allow-no-log need --sigstore-trusted-root")
+        if not spiffe and args.jwks is None and args.kube_api is None and args.sigstore_trusted_root is None:
             raise _Usage(
                 "no trust given: --trust-domain with --trust-bundle or --spire-socket (SPIRE), "
-                "or --jwks or --kube-api (oidc-sa-token)"
+                "--jwks or --kube-api (oidc-sa-token), or --sigstore-trusted-root (sigstore-keyless)"
             )
+        sigstore_given = _sigstore_trust(args)
         at = _time(args.at) if args.at is not None else None
         step = _step(args.step) if args.step is not None else None
         if [args.message, *args.companion].count("-") > 1:
@@ -327,12 +392,20 @@ def main(argv: list[str]) -> int:
     except KubeTrustError as exc:
         kube_error = str(exc)
 
+    sigstore_error = "this message needs Sigstore trust: give --sigstore-trusted-root and an identity policy"
+    sigstore = sigstore_given if not isinstance(sigstore_given, str) else None
+    if isinstance(sigstore_given, str):
+        sigstore_error = sigstore_given
     verifier = Verifier(
-        TrustSet(spiffe=trust, kube=kube), check_chain=not args.no_chain, formats=args.formats
+        TrustSet(spiffe=trust, kube=kube, sigstore=sigstore),
+        check_chain=not args.no_chain,
+        formats=args.formats,
     )
     if objects is not None:
         taskrun_verdict = verifier.verify_taskrun(objects[0], pod=objects[1], at=at)
-        _print_taskrun(taskrun_verdict, as_json=args.json, trust_errors=(trust_error, kube_error))
+        _print_taskrun(
+            taskrun_verdict, as_json=args.json, trust_errors=(trust_error, kube_error, sigstore_error)
+        )
         return EXIT_VERIFIED if taskrun_verdict.verified else EXIT_NOT_VERIFIED
     taskrun = TaskRunRef(
         namespace,
@@ -347,25 +420,33 @@ def main(argv: list[str]) -> int:
     if verdict.reason == Reason.TRUST_UNAVAILABLE:
         # When the trust this message needs was never obtained, say why (not given, or failed to
         # load); a failure while using it (a TokenReview that did not get through) says so itself.
-        missing, detail = (
-            (kube is None, kube_error) if _signed_with_token(message) else (trust is None, trust_error)
-        )
+        signer = _signed_with(message)
+        missing, detail = {
+            "kube": (kube is None, kube_error),
+            "sigstore": (sigstore is None, sigstore_error),
+        }.get(signer, (trust is None, trust_error))
         if missing and detail:
             verdict = dataclasses.replace(verdict, message=detail)
     _print(verdict, as_json=args.json)
     return EXIT_VERIFIED if verdict.verified else EXIT_NOT_VERIFIED
 
 
-def _signed_with_token(message: str) -> bool:
-    """Whether the message carries oidc-sa-token material (in either format)."""
+def _signed_with(message: str) -> str:
+    """Whose trust the message needs, by its material in either format: kube, sigstore or spire."""
     try:
         entries = parse_message(message)
     except Exception:
-        return False
-    return any(
-        (e.key == TOKEN_ENTRY and e.type == 1) or (e.key == SIGNATURE_KEY and f".{MATERIAL_KIND}:" in e.value)
-        for e in entries
-    )
+        return "spire"
+    for e in entries:
+        if (e.key == TOKEN_ENTRY and e.type == 1) or (
+            e.key == SIGNATURE_KEY and f".{MATERIAL_KIND}:" in e.value
+        ):
+            return "kube"
+        if (e.key == CERT_ENTRY and e.type == 1) or (
+            e.key == SIGNATURE_KEY and f".{FULCIO_KIND}:" in e.value
+        ):
+            return "sigstore"
+    return "spire"
 
 
 def _api_server(args: argparse.Namespace) -> ApiServer:
@@ -413,7 +494,7 @@ def _print(verdict: Verdict, *, as_json: bool) -> None:
         _print_entries(verdict.unsigned)
 
 
-def _print_taskrun(verdict: TaskRunVerdict, *, as_json: bool, trust_errors: tuple[str, str]) -> None:
+def _print_taskrun(verdict: TaskRunVerdict, *, as_json: bool, trust_errors: tuple[str, ...]) -> None:
     if as_json:
         print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
         return

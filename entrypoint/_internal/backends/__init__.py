@@ -27,21 +27,31 @@ class Backend:
     ``tekton_entries``: the entries its evidence travels in, in Tekton's format, the first one
     marking its messages.  ``compact_kinds``: its cs1 material kinds, the full one first;
     ``compact_text``: whether that material is written as text (checked by its ``common``
-    module) rather than as base64url of bytes.  Known here, so that reserving and recognising
+    module) rather than as base64url of bytes.  ``log_entries``: what its post-sign hook adds.
+    Known here, so that reserving and recognising
     them imports no backend.  A plain class: every signing step imports this module; a named tuple
     or a dataclass costs it a millisecond or more to define.
     """
 
-    __slots__ = ("compact_kinds", "compact_text", "name", "package", "tekton_entries")
+    __slots__ = (
+        "compact_kinds", "compact_text", "log_entries", "name", "package", "tekton_binds_step",
+        "tekton_entries",
+    )  # fmt: skip
 
     def __init__(self, name: str, package: str, *, tekton_entries: tuple[str, ...],
-                 compact_kinds: tuple[str, ...], compact_text: bool = False) -> None:  # fmt: skip
+                 compact_kinds: tuple[str, ...], compact_text: bool = False,
+                 log_entries: tuple[str, ...] = (), tekton_binds_step: bool = False) -> None:  # fmt: skip
         self.name, self.package = name, package
         self.tekton_entries, self.compact_kinds, self.compact_text = (
             tekton_entries,
             compact_kinds,
             compact_text,
         )
+        # Entries a post-sign hook adds beside the signature (a transparency log's record): no
+        # format's signature covers them, so each format leaves them out and the backend checks them.
+        self.log_entries = log_entries
+        # Whether its Tekton-format evidence names the step (then a verifier may ask for one).
+        self.tekton_binds_step = tekton_binds_step
 
     def module(self, part: str) -> ModuleType:
         """One of the backend's modules (``config``, ``fetch``, ``evidence``, ``verify``)."""
@@ -66,6 +76,14 @@ BACKENDS = (
         compact_kinds=("k8s-sat",),
         compact_text=True,
     ),
+    Backend(
+        "sigstore-keyless",
+        "entrypoint._internal.backends.sigstore",
+        tekton_entries=("SIGSTORE_CERT", "SIGSTORE_BINDING", "SIGSTORE_LOG"),
+        compact_kinds=("fulcio",),
+        log_entries=("SIGSTORE_LOG",),
+        tekton_binds_step=True,
+    ),
 )
 
 NAMES = tuple(b.name for b in BACKENDS)
@@ -85,6 +103,11 @@ def for_compact_kind(kind: str) -> Backend | None:
         if kind in backend.compact_kinds:
             return backend
     return None
+
+
+def log_entry_names() -> frozenset[str]:
+    """Every entry name a backend's post-sign hook adds (signed by no format's signature)."""
+    return frozenset(name for backend in BACKENDS for name in backend.log_entries)
 
 
 def tekton_entry_names() -> frozenset[str]:

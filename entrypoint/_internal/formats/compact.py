@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from entrypoint._internal.backends import BACKENDS, for_compact_kind
+from entrypoint._internal.backends import BACKENDS, for_compact_kind, log_entry_names
 from entrypoint._internal.go.json import valid_utf8
 from entrypoint.errors import DecodeError
 from entrypoint.termination import ResultType, RunResult
@@ -31,6 +31,9 @@ TAG = "cs1"
 TAG_V2 = "cs2"
 TAGS = (TAG, TAG_V2)
 SIGNATURE_KEY = "SIGNATURE"
+# What no statement lists: the signature itself, and the records post-sign hooks add beside it
+# (a transparency log's, whose own signatures cover the statement).
+UNSTATED_KEYS = frozenset({SIGNATURE_KEY}) | log_entry_names()
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
 # Each backend's kinds (entrypoint._internal.backends); a kind's data is unpadded base64url of the
 # material, unless its backend writes it as text (then its ``common`` module checks the text).
@@ -179,7 +182,7 @@ def _canonical_decimal(text: str, max_digits: int) -> bool:
 
 def controller_view(entries: Sequence[RunResult]) -> list[RunResult]:
     """The entries as Tekton's controller sees them: all-zero entries dropped, the last entry per
-    key kept, sorted by key as UTF-8 bytes; without the signature entry."""
+    key kept, sorted by key as UTF-8 bytes; without the signature entry and log records."""
     by_key: dict[str, RunResult] = {}
     for e in entries:
         if not e.is_zero():
@@ -188,7 +191,8 @@ def controller_view(entries: Sequence[RunResult]) -> list[RunResult]:
             if key is not e.key or value is not e.value:
                 e = RunResult(key, value, e.type, e.resource_name)
             by_key[key] = e
-    by_key.pop(SIGNATURE_KEY, None)
+    for key in UNSTATED_KEYS:
+        by_key.pop(key, None)
     return [by_key[k] for k in sorted(by_key, key=lambda k: k.encode("utf-8", "surrogatepass"))]
 
 

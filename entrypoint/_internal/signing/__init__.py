@@ -82,7 +82,9 @@ def background_signer(
     import os
 
     config = get(backend).module("config")
-    args = config.fetcher_args(spire_socket=spire_socket, environ=os.environ if environ is None else environ)
+    args = config.fetcher_args(
+        spire_socket=spire_socket, environ=os.environ if environ is None else environ, step=step
+    )
     try:
         helper: ForkedBackend | None = ForkedBackend(
             backend, budget, {**args, "budget": budget, "interval": interval}
@@ -108,4 +110,9 @@ def background_signer(
 
         return helper, TektonFormat()
 
-    return BackgroundSigner(setup, budget, backend, seals=wire_format == "compact")
+    signer = BackgroundSigner(setup, budget, backend, seals=wire_format == "compact")
+    # A backend that logs what was signed (Rekor) adds its hook; the log call runs in the helper.
+    hooks = getattr(config, "post_sign_hooks", None)
+    if hooks is not None and helper is not None:
+        signer.post_sign.extend(hooks({**args, "budget": budget}, helper, wire_format))
+    return signer

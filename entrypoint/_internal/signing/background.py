@@ -205,7 +205,8 @@ class BackgroundSigner:
         identity = self.identity()
         assert self._format is not None  # set together with the backend
         signed = self._format.sign(entries, identity)
-        return signed + self._after_signing(signed, identity) if signed else signed
+        # The hooks see the values the block signs as well as the block.
+        return signed + self._after_signing([*entries, *signed], identity) if signed else signed
 
     def ended(self, exit_code: int | None) -> None:
         """The exit status the step's process will have; a sealing format binds it (None: unknown)."""

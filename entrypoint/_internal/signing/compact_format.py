@@ -21,6 +21,7 @@ from entrypoint._internal.bounded import read_file
 from entrypoint._internal.formats.compact import (
     SIGNATURE_KEY,
     TAG_V2,
+    UNSTATED_KEYS,
     SignatureValue,
     controller_view,
     observed_in,
@@ -96,7 +97,8 @@ class CompactFormat:
             self._shared_kinds.add(kind)
         digest = hashlib.sha256(material).digest()
         signed_at = int(self.clock())
-        body = [e for e in entries if e.key != SIGNATURE_KEY]
+        # An earlier seal's signature and log record are replaced, never stated.
+        body = [e for e in entries if e.key not in UNSTATED_KEYS]
         view = controller_view(body)
         # Bound as the TaskRun will record them: Tekton lets an ExitCode entry (onError: continue)
         # override the container's exit status, and takes the start time from StartedAt.

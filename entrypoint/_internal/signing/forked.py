@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 # Beyond its own budget, how long the helper may take to answer before it is killed.
 GRACE = 5.0
 _U32 = struct.Struct("!I")
-_REQUEST = struct.Struct("!d")
+# A request: what to do (F: fetch an identity; C: a backend call, its name and payload follow in
+# frames) and the budget it has.
+_REQUEST = struct.Struct("!cd")
 
 
 class ForkedBackend:
@@ -96,13 +98,27 @@ class ForkedBackend:
         with self._exchange:
             return self._fetch(budget)
 
-    def _fetch(self, budget: float | None) -> Identity:
-        total = self.budget if budget is None else budget
-        deadline = time.monotonic() + total + GRACE
-        # Even the 8-byte request gets a deadline: nothing on the signing path may block forever.
+    def call(self, op: str, payload: bytes, budget: float) -> bytes:
+        """Run the backend's ``call(op, payload, budget)`` in the helper (e.g. a transparency log
+        upload, with the HTTP client the fetch already loaded there); SigningError on failure."""
+        with self._exchange:
+            deadline = time.monotonic() + budget + GRACE
+            self._send(b"C", budget, _frame(op.encode()) + _frame(payload), deadline)
+            try:
+                status = _read_exactly(self._resp_r, 1, deadline)
+                answer = _read_frame(self._resp_r, deadline)
+            except TimeoutError:
+                self.close()
+                raise SigningError(f"{self.name}: {op}: no answer within {budget:g}s") from None
+            if status == b"E":
+                raise SigningError(answer.decode("utf-8", "replace"))
+            return answer
+
+    def _send(self, kind: bytes, budget: float, extra: bytes, deadline: float) -> None:
+        # Even the request gets a deadline: nothing on the signing path may block forever.
         try:
             os.set_blocking(self._req_w, False)
-            request = _REQUEST.pack(total)
+            request = _REQUEST.pack(kind, budget) + extra
             while request:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not select.select([], [self._req_w], [], remaining)[1]:
@@ -113,6 +129,11 @@ class ForkedBackend:
             raise SigningError(
                 f"{self.name}: the identity helper process is gone ({self._status()})"
             ) from exc
+
+    def _fetch(self, budget: float | None) -> Identity:
+        total = self.budget if budget is None else budget
+        deadline = time.monotonic() + total + GRACE
+        self._send(b"F", total, b"", deadline)
         try:
             status = _read_exactly(self._resp_r, 1, deadline)
             if status == b"E":
@@ -184,10 +205,17 @@ def _serve(make_backend: Callable[[], Backend], req_r: int, resp_w: int) -> None
         backend: Backend | None = None
         while True:
             request = _read_exactly(req_r, _REQUEST.size, None)
-            budget = _REQUEST.unpack(request)[0]
+            kind, budget = _REQUEST.unpack(request)
+            op = payload = b""
+            if kind == b"C":
+                op, payload = _read_frame(req_r, None), _read_frame(req_r, None)
             try:
                 if backend is None:
                     backend = make_backend()
+                if kind == b"C":
+                    answer = backend.call(op.decode(), payload, budget)  # type: ignore[attr-defined]
+                    _write_all(resp_w, b"O" + _frame(answer))
+                    continue
                 ident = backend.fetch(budget)
                 _send_identity(resp_w, ident)
             except Exception as exc:

@@ -133,7 +133,8 @@ class _Bound:
         # share one value, so the last one given wins, as for any repeated Go flag.
         self.signing_backend = ChoiceValue(signing_backends)
         usage = (
-            "Signing identity backend: spire (same as -enable_spire) or oidc-sa-token; empty means "
+            "Signing identity backend: spire (same as -enable_spire), oidc-sa-token or sigstore-keyless; "
+            "empty means "
             f"${ENV_SIGNING_BACKEND}, else no signing"
         )
         fs.var(self.signing_backend, "signing_backend", usage)

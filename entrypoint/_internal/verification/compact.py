@@ -17,6 +17,7 @@ from entrypoint._internal.formats.compact import (
     SIGNATURE_KEY,
     TAG,
     TAGS,
+    UNSTATED_KEYS,
     CompactFormatError,
     SignatureValue,
     controller_view,
@@ -33,8 +34,9 @@ _PREFIXES = tuple(tag + "." for tag in TAGS)
 
 
 def is_signing_entry(entry: RunResult) -> bool:
-    # Whatever its type: the statement leaves out every SIGNATURE entry, so none is a result.
-    return entry.key == SIGNATURE_KEY
+    # Whatever its type: the statement leaves out every SIGNATURE entry and log record, so none is
+    # a result.
+    return entry.key in UNSTATED_KEYS
 
 
 def recognises(entries: Sequence[RunResult]) -> bool:
@@ -64,7 +66,18 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     backend = for_compact_kind(value.material_kind)
     if backend is None:  # the codec accepts only the kinds of known backends
         raise VerificationFailed(Reason.MESSAGE_INVALID, f"{SIGNATURE_KEY}: unknown identity material")
-    identity, key = backend.module("verify").compact_identity(value, request)
+    logs = {e.key for e in entries if e.key in UNSTATED_KEYS and e.key != SIGNATURE_KEY}
+    for name in logs - set(backend.log_entries):
+        # No statement lists a log record: only the backend that logs may carry one.
+        raise VerificationFailed(
+            Reason.MESSAGE_INVALID, f"{name}: a {backend.name} message carries no transparency log record"
+        )
+    check_identity = backend.module("verify").compact_identity
+    if backend.log_entries:
+        # Its log record commits to the statement, which the backend rebuilds from the message.
+        identity, key = check_identity(value, request, message=entries)
+    else:
+        identity, key = check_identity(value, request)
 
     # (5) The step, when the caller knows which one the message must come from.
     _check_step(value, request, identity)
@@ -78,7 +91,7 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     return Outcome(
         identity=identity,
         signed_keys=tuple(e.key for e in view if value.tag == TAG or e.type != _INTERNAL),
-        signing_keys=frozenset({SIGNATURE_KEY}),
+        signing_keys=frozenset({SIGNATURE_KEY, *logs}),
         step=value.step,
         signed_at=value.signed_at,
         version=value.tag,

@@ -44,6 +44,14 @@ class Reason(StrEnum):
     # message or the TaskRun records for the step.
     EXIT_CODE_MISMATCH = "ExitCodeMismatch"
     START_TIME_MISMATCH = "StartTimeMismatch"
+    # The sigstore-keyless backend: an unreadable certificate; an SCT that does not verify; no
+    # transparency log record where one is required, or one that does not check out; a binding
+    # (TaskRun, pod, step) other than the TaskRun's, or one its certificate's identity cannot make.
+    CERTIFICATE_INVALID = "CertificateInvalid"
+    SCT_INVALID = "SCTInvalid"
+    LOG_MISSING = "LogMissing"
+    LOG_INVALID = "LogInvalid"
+    BINDING_MISMATCH = "BindingMismatch"
     # Whole TaskRuns (Verifier.verify_taskrun).
     RESULT_MISMATCH = "ResultMismatch"  # a status result no verified step message vouches for
     RESULT_UNSIGNED = "ResultUnsigned"  # a status result whose step's signature does not cover it

@@ -10,6 +10,7 @@ from cryptography import x509
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from entrypoint._internal.backends.k8s_sat.kube import KubeJwks, KubeTokenReview
+    from entrypoint._internal.backends.sigstore.policy import SigstoreTrust
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Request:
     # knows it: the exit code and the start time in Unix seconds; checked against what cs2 binds.
     exit_code: int | None = None
     started_at: int | None = None
+    # The sigstore-keyless backend: the trusted root and the identity policy (None: TrustUnavailable).
+    sigstore: SigstoreTrust | None = None
 
 
 @dataclass(frozen=True)

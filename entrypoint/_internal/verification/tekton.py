@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from entrypoint._internal.backends import BACKENDS, Backend, tekton_entry_names
+from entrypoint._internal.backends import BACKENDS, Backend, log_entry_names, tekton_entry_names
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.go.json import Base64Error, decode_go_base64
 from entrypoint._internal.verification.reasons import Reason, VerificationFailed
@@ -27,6 +27,7 @@ SIG_SUFFIX = ".sig"
 _TASK = int(ResultType.TASK_RUN_RESULT)
 # The manifest and every backend's evidence entries (SVID; SA_TOKEN_KEY, SA_TOKEN; ...).
 _SIGNING_ENTRIES = frozenset({MANIFEST}) | tekton_entry_names()
+_LOG_ENTRIES = log_entry_names()
 
 
 def is_signing_entry(entry: RunResult) -> bool:
@@ -47,13 +48,6 @@ def _byte_order(key: str) -> bytes:
 
 
 def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
-    if request.step is not None:
-        # Asked to check the step, fail closed rather than pass a message that cannot show it.
-        raise VerificationFailed(
-            Reason.STEP_MISMATCH,
-            f"step {request.step} was expected, but Tekton's format does not bind a message to its step",
-            None,
-        )
     # (1) Type-1 entries only, the last one per key winning, as the controller's map does.
     results: dict[str, RunResult] = {}
     for entry in entries:
@@ -62,6 +56,19 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
 
     # (2)-(6) belong to the backend whose evidence the message carries.
     backend = _backend_of(results)
+    if request.step is not None and not backend.tekton_binds_step:
+        # Asked to check the step, fail closed rather than pass a message that cannot show it.
+        raise VerificationFailed(
+            Reason.STEP_MISMATCH,
+            f"step {request.step} was expected, but Tekton's format does not bind a message to its step",
+            None,
+        )
+    for name in _LOG_ENTRIES - set(backend.log_entries):
+        if name in results:
+            # No signature covers a log record: only the backend that logs may carry one.
+            raise VerificationFailed(
+                Reason.MESSAGE_INVALID, f"{name}: a {backend.name} message carries no transparency log record"
+            )
 
     def check_manifest(found: str | None) -> None:
         _check_manifest(results, found)
@@ -104,10 +111,11 @@ def _check_manifest(results: dict[str, RunResult], found: str | None) -> None:
 
 
 def _check_signatures(
-    results: dict[str, RunResult], check: SignatureCheck, uri: str, *, skip: str
+    results: dict[str, RunResult], check: SignatureCheck, uri: str, *, skip: str | frozenset[str]
 ) -> list[str]:
-    """A signature for every type-1 key but the signatures and ``skip`` (the identity material)."""
-    signed = sorted((k for k in results if k != skip and not k.endswith(SIG_SUFFIX)), key=_byte_order)
+    """A signature for every type-1 key but the signatures and ``skip`` (the evidence not signed)."""
+    unsigned = frozenset({skip}) if isinstance(skip, str) else skip
+    signed = sorted((k for k in results if k not in unsigned and not k.endswith(SIG_SUFFIX)), key=_byte_order)
     # One guard around the loop rather than one per entry: this is the verifier's hot path.
     with _check(Reason.SIGNATURE_INVALID, "signatures", uri):
         for key in signed:

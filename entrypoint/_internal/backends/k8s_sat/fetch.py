@@ -141,6 +141,22 @@ class TokenFetcher:
         return found
 
     def _attempt(self, key: Any, timeout: float) -> Identity:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        audience = key_audience(spki)
+        answer, pod, url = self._token_request(audience, timeout, "oidc-sa-token")
+        return self._identity(key, answer, audience, pod, url)
+
+    def token_for(self, audience: str, timeout: float, what: str) -> tuple[str, dt.datetime, Pod]:
+        """One TokenRequest: a token for ``audience`` bound to this pod, its expiry, and the pod
+        (for the sigstore-keyless backend, whose Fulcio wants audience ``sigstore``).  Errors say
+        ``what`` asked; RetryableSigningError when another attempt may pass."""
+        answer, pod, url = self._token_request(audience, timeout, what)
+        token, expiry = _token_of(answer, audience, url, what)
+        return token, expiry, pod
+
+    def _token_request(self, audience: str, timeout: float, what: str) -> tuple[dict[str, Any], Pod, str]:
         from entrypoint._internal.kube.client import (
             KubeClient,
             KubeConfigError,
@@ -156,14 +172,10 @@ class TokenFetcher:
                 # Checked before it reaches an HTTP header, whose errors would quote it.
                 raise ValueError("not a JWT")
         except (OSError, ValueError) as exc:
-            what = f"service-account token {self.token_file}"
-            raise SigningError(f"oidc-sa-token: {what}: {_why(exc)}") from exc
+            where = f"service-account token {self.token_file}"
+            raise SigningError(f"{what}: {where}: {_why(exc)}") from exc
         pod = self._pod(caller_token)
         client = KubeClient(self.api, ca_file=self.ca_file, timeout=timeout)
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        audience = key_audience(spki)
         path = f"/api/v1/namespaces/{pod.namespace}/serviceaccounts/{pod.service_account}/token"
         url = self.api + path
         body = {
@@ -178,7 +190,7 @@ class TokenFetcher:
         try:
             answer = client.request("POST", path, body, token=caller_token)
         except KubeConfigError as exc:
-            raise SigningError(f"oidc-sa-token: API server CA {self.ca_file}: {exc.why}") from exc
+            raise SigningError(f"{what}: API server CA {self.ca_file}: {exc.why}") from exc
         except KubeTransportError as exc:
             retry = RetryableSigningError(f"TokenRequest {exc}")
             retry.timed_out = exc.timed_out
@@ -191,31 +203,34 @@ class TokenFetcher:
             denied = exc.status == 403 and "denied" in text
             if exc.status in _RETRY_STATUS and not denied:
                 raise RetryableSigningError(text) from exc
-            raise SigningError(f"oidc-sa-token: {text}") from exc
+            raise SigningError(f"{what}: {text}") from exc
         except KubeError as exc:
-            raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
-        return self._identity(key, answer, audience, pod, url)
+            raise SigningError(f"{what}: TokenRequest {url}: unusable answer: {exc}") from exc
+        return answer, pod, url
 
     def _identity(self, key: Any, answer: dict[str, Any], audience: str, pod: Pod, url: str) -> Identity:
-        try:
-            status = answer["status"]
-            token, expires = status["token"], status["expirationTimestamp"]
-            if not isinstance(token, str) or not isinstance(expires, str):
-                raise TypeError("status.token and status.expirationTimestamp must be strings")
-            expiry = dt.datetime.fromisoformat(expires)
-            if expiry.tzinfo is None:
-                raise ValueError(f"expirationTimestamp {expires!r} has no time zone")
-            audiences = audiences_of(unverified_claims(token))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SigningError(f"oidc-sa-token: TokenRequest {url}: unusable answer: {exc}") from exc
-        # An API server that ignored the audience would hand out a token that proves nothing
-        # about our key; better to fail here than at every verification.
-        if audience not in audiences:
-            raise SigningError(
-                f"oidc-sa-token: TokenRequest {url}: the token is not for the audience asked for"
-            )
+        token, expiry = _token_of(answer, audience, url, "oidc-sa-token")
         source = f"system:serviceaccount:{pod.namespace}:{pod.service_account} (pod {pod.name})"
         return token_identity(key, token, expiry, source)
+
+
+def _token_of(answer: dict[str, Any], audience: str, url: str, what: str) -> tuple[str, dt.datetime]:
+    try:
+        status = answer["status"]
+        token, expires = status["token"], status["expirationTimestamp"]
+        if not isinstance(token, str) or not isinstance(expires, str):
+            raise TypeError("status.token and status.expirationTimestamp must be strings")
+        expiry = dt.datetime.fromisoformat(expires)
+        if expiry.tzinfo is None:
+            raise ValueError(f"expirationTimestamp {expires!r} has no time zone")
+        audiences = audiences_of(unverified_claims(token))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SigningError(f"{what}: TokenRequest {url}: unusable answer: {exc}") from exc
+    # An API server that ignored the audience would hand out a token that proves nothing about
+    # our key (or that Fulcio refuses); better to fail here than at every verification.
+    if audience not in audiences:
+        raise SigningError(f"{what}: TokenRequest {url}: the token is not for the audience asked for")
+    return token, expiry
 
 
 class RetryableSigningError(SigningError):
