@@ -83,10 +83,14 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
 
 
 def _backend_of(results: dict[str, RunResult]) -> Backend:
-    """The first backend whose marker entry is there; with none, the first backend (whose check
-    then says what is missing: Tekton's "no SVID found")."""
+    """The first backend whose marker entry is there, else the first with any of its entries
+    there (whose check then says which is missing); with none, the first backend (Tekton's "no
+    SVID found")."""
     for backend in BACKENDS:
         if backend.tekton_entries[0] in results:
+            return backend
+    for backend in BACKENDS:
+        if any(name in results for name in backend.tekton_entries):
             return backend
     return BACKENDS[0]
 
