@@ -144,6 +144,8 @@ class Verdict:
     version: str | None = None
     exit_code: int | None = None
     started_at: dt.datetime | None = None
+    # The identity backend whose evidence verified ("spire", "oidc-sa-token", "sigstore-keyless").
+    backend: str | None = None
 
     def condition(self) -> dict[str, str]:
         """The TaskRun condition Tekton defines for this outcome (§8.4)."""
@@ -177,6 +179,7 @@ class Verdict:
             "version": self.version,
             "exitCode": self.exit_code,
             "startedAt": rfc3339(self.started_at) if self.started_at is not None else None,
+            "backend": self.backend,
         }
 
 
@@ -406,6 +409,7 @@ class Verifier:
             version=outcome.version,
             exit_code=outcome.exit_code,
             started_at=_from_seconds(outcome.started_at),
+            backend=outcome.backend,
         )
 
     def verify_taskrun(self, obj: Any, *, pod: Any = None, at: dt.datetime | None = None) -> TaskRunVerdict:

@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
         help="where every key seen is kept for archived TaskRuns (default: %(default)s in the "
         "controller's namespace; '' keeps none)",
     )
+    trust.add_argument("--sigstore-trusted-root", metavar="FILE",
+                       help="Sigstore trusted_root.json, for sigstore-keyless (re-read)")  # fmt: skip
+    trust.add_argument(
+        "--certificate-oidc-issuer", metavar="URL", help="the issuer Fulcio certificates must name"
+    )
+    identity = trust.add_mutually_exclusive_group()
+    identity.add_argument("--certificate-identity", metavar="SAN", help="the SAN they must have")
+    identity.add_argument("--certificate-identity-regexp", metavar="RE", help="a full-match pattern for it")
+    trust.add_argument("--sigstore-allow-no-log", action="store_true",
+                       help="accept sigstore-keyless messages without a Rekor record")  # fmt: skip
     trust.add_argument("--format", dest="formats", choices=("tekton", "compact"), action="append",
                        help="accept only this signature format (repeatable)")  # fmt: skip
     trust.add_argument("--trust-refresh", metavar="SECONDS", type=float, default=300.0,
@@ -118,8 +128,30 @@ def _check(args: argparse.Namespace) -> None:
             raise _ArgumentError("--trust-domain needs --trust-bundle or --spire-socket")
     elif args.trust_bundle is not None or args.spire_socket is not None:
         raise _ArgumentError("--trust-bundle and --spire-socket need --trust-domain")
-    if args.trust_domain is None and args.kube_trust == "none" and args.jwks is None:
-        raise _ArgumentError("no trust: give --trust-domain with a bundle, or leave --kube-trust on")
+    sigstore_policy = (
+        args.certificate_oidc_issuer,
+        args.certificate_identity,
+        args.certificate_identity_regexp,
+    )
+    if args.sigstore_trusted_root is not None:
+        if args.certificate_oidc_issuer is None or (
+            args.certificate_identity is None and args.certificate_identity_regexp is None
+        ):
+            raise _ArgumentError(
+                "--sigstore-trusted-root needs --certificate-oidc-issuer and --certificate-identity or "
+                "--certificate-identity-regexp"
+            )
+    elif any(v is not None for v in sigstore_policy) or args.sigstore_allow_no_log:
+        raise _ArgumentError("--certificate-* and --sigstore-allow-no-log need --sigstore-trusted-root")
+    if (
+        args.trust_domain is None
+        and args.kube_trust == "none"
+        and args.jwks is None
+        and args.sigstore_trusted_root is None
+    ):
+        raise _ArgumentError(
+            "no trust: give --trust-domain with a bundle, --sigstore-trusted-root, or leave --kube-trust on"
+        )
     if args.workers < 1:
         raise _ArgumentError(f"--workers: must be at least 1, got {args.workers}")
     if args.trust_refresh <= 0 or args.renew_deadline <= 0 or args.retry_period <= 0:
@@ -164,6 +196,11 @@ def main(argv: list[str]) -> int:
         jwks_file=args.jwks,
         jwks_configmap=jwks_configmap if args.jwks is None and args.kube_trust == "jwks" else None,
         formats=args.formats,
+        sigstore_trusted_root=args.sigstore_trusted_root,
+        sigstore_issuer=args.certificate_oidc_issuer,
+        sigstore_identity=args.certificate_identity,
+        sigstore_identity_regexp=args.certificate_identity_regexp,
+        sigstore_require_log=not args.sigstore_allow_no_log,
     )
     trust = TrustSource(config, api_server, api, refresh=args.trust_refresh)
     metrics = Metrics()

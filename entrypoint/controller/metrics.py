@@ -51,7 +51,11 @@ class Metrics:
 
     def observe(self, verdict: TaskRunVerdict, seconds: float) -> None:
         backends = sorted(
-            {_backend(s.verdict.identity) for s in verdict.steps if s.verdict and s.verdict.identity}
+            {
+                s.verdict.backend or _backend(s.verdict.identity)
+                for s in verdict.steps
+                if s.verdict and s.verdict.identity
+            }
         )
         formats = sorted({s.verdict.format for s in verdict.steps if s.verdict and s.verdict.format})
         self.verifications.labels(
@@ -65,7 +69,10 @@ class Metrics:
 
 
 def _backend(identity: str) -> str:
-    return "spire" if identity.startswith("spiffe://") else "oidc-sa-token"
+    # A message that failed: the backend is a guess from who presented it.
+    if identity.startswith("spiffe://"):
+        return "spire"
+    return "sigstore-keyless" if identity.startswith("https://") else "oidc-sa-token"
 
 
 class _Quiet(WSGIRequestHandler):

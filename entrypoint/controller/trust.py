@@ -1,5 +1,5 @@
-"""The controller's trust, kept current: the SPIFFE bundle (a file or the Workload API) and the
-cluster's service-account token keys, reloaded on an interval.
+"""The controller's trust, kept current: the SPIFFE bundle (a file or the Workload API), the
+cluster's service-account token keys and the Sigstore trusted root, reloaded on an interval.
 
 Kubernetes trust comes in two kinds.  ``tokenreview`` asks the API server about every token: it
 answers only while the token's pod exists, so a TaskRun whose pod was pruned before the
@@ -24,7 +24,7 @@ from entrypoint._internal.backends.k8s_sat.kube import SNAPSHOT_KIND, ApiServer
 from entrypoint._internal.kube.client import KubeError, KubeStatusError
 from entrypoint.controller.api import ControllerAPI
 from entrypoint.errors import TrustError
-from entrypoint.verify import KubeJwks, KubeTokenReview, TrustBundle, TrustSet, Verifier
+from entrypoint.verify import KubeJwks, KubeTokenReview, SigstoreTrust, TrustBundle, TrustSet, Verifier
 
 log = logging.getLogger("entrypoint.controller")
 SNAPSHOT_DATA_KEY = "jwks.json"
@@ -42,6 +42,12 @@ class TrustConfig:
     jwks_file: str | None = None  # a fixed snapshot instead of the API server's keys
     jwks_configmap: tuple[str, str] | None = None  # (namespace, name) where seen keys are kept
     formats: Sequence[str] | None = None
+    # sigstore-keyless: the trusted root file (re-read: a mounted ConfigMap) and the identity policy.
+    sigstore_trusted_root: str | None = None
+    sigstore_issuer: str | None = None
+    sigstore_identity: str | None = None
+    sigstore_identity_regexp: str | None = None
+    sigstore_require_log: bool = True
 
 
 class JwksStore:
@@ -126,6 +132,7 @@ class TrustSource:
         self.now = now
         self._spiffe: TrustBundle | None = None
         self._kube: KubeJwks | KubeTokenReview | None = None
+        self._sigstore: SigstoreTrust | None = None
         self._verifier = Verifier(TrustSet(), formats=config.formats)
         self._lock = threading.Lock()
 
@@ -149,8 +156,20 @@ class TrustSource:
             self._kube = self._load_kube() or self._kube
         except (TrustError, KubeError) as exc:
             errors.append(f"Kubernetes trust: {exc}")
+        if c.sigstore_trusted_root is not None:
+            try:
+                self._sigstore = SigstoreTrust.from_file(
+                    c.sigstore_trusted_root,
+                    issuer=c.sigstore_issuer or "",
+                    identity=c.sigstore_identity,
+                    identity_regexp=c.sigstore_identity_regexp,
+                    require_log=c.sigstore_require_log,
+                )
+            except (TrustError, ValueError) as exc:
+                errors.append(f"Sigstore trust: {exc}")
+        trust = TrustSet(spiffe=self._spiffe, kube=self._kube, sigstore=self._sigstore)
         with self._lock:
-            self._verifier = Verifier(TrustSet(spiffe=self._spiffe, kube=self._kube), formats=c.formats)
+            self._verifier = Verifier(trust, formats=c.formats)
         for line in errors:
             log.warning("%s", line)
         return errors

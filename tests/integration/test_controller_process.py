@@ -29,6 +29,8 @@ from tests.support.k8s_sat import cluster, sa_flags, sign_step
 from tests.support.paths import REPO
 from tests.support.pki import NS, TASKRUN, TD
 from tests.support.signed_taskruns import run_spire_steps, signed_taskrun
+from tests.support.sigstore import sign_step as sigstore_sign_step
+from tests.support.sigstore import stack as sigstore_stack
 from tests.support.tekton import TektonRoot
 from tests.support.tekton_status import StepRun, pod_object, taskrun_object
 
@@ -160,6 +162,30 @@ def test_oidc_sa_token_taskruns_are_recorded_verified_with_the_api_servers_own_k
         cm = c.server.get_object(f"/api/v1/namespaces/{CONTROLLER_NS}/configmaps/signed-entrypoint-jwks")
         kept = json.loads(cm["data"]["jwks.json"])
         assert {k["kid"] for k in kept["jwks"]["keys"]} == {k["kid"] for k in c.server.jwks()["keys"]}
+        assert replica.stop() == 0
+
+
+@pytest.mark.parametrize("fmt", ["tekton", "compact"])
+def test_sigstore_keyless_taskruns_are_recorded_verified_from_the_trusted_root(
+    tmp_path: Path, root: TektonRoot, fmt: str
+) -> None:
+    with sigstore_stack(tmp_path / "sigstore") as s:
+        p = sigstore_sign_step(root, s, {"commit": "abc123"}, fmt)
+        assert p.returncode == 0, p.stderr
+        step = StepRun("s0", root.termination.read_text())
+        s.kube.create(taskrun_object(s.pod.namespace, "build-1", [step], pod_name=s.pod.name))
+        # The same message in another namespace's TaskRun: the signed binding names this one.
+        s.kube.create(taskrun_object("elsewhere", "build-1", [step], pod_name=s.pod.name))
+        h = Harness(s.kube, tmp_path, ["--kube-trust", "none", *s.verify_args()])
+        replica = h.start()
+        found = condition(h.verdict(s.pod.namespace, "build-1"))
+        assert found is not None and found["status"] == "True", (found, replica.log())
+        wrong = condition(h.verdict("elsewhere", "build-1"))
+        assert wrong is not None and wrong["status"] == "False" and "BindingMismatch" in wrong["message"], (
+            wrong
+        )
+        assert replica.metric("signed_entrypoint_taskrun_verifications_total", outcome="Verified",
+                              backend="sigstore-keyless", format=fmt) == 1  # fmt: skip
         assert replica.stop() == 0
 
 

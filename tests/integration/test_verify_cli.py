@@ -73,6 +73,7 @@ def test_json_output(tmp_path: Path, bundle: Path, signed: list[RunResult]) -> N
     doc = json.loads(p.stdout)
     assert set(doc) == VERDICT_JSON_KEYS
     assert doc["verified"] is True and doc["reason"] == "Verified" and doc["format"] == "tekton"
+    assert doc["backend"] == "spire"
     assert doc["identity"] == spiffe_id()
     assert doc["condition"]["type"] == "SignedResultsVerified"
     assert doc["condition"]["status"] == "True"

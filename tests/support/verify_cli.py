@@ -36,4 +36,5 @@ VERDICT_JSON_KEYS = {
     "version",
     "exitCode",
     "startedAt",
+    "backend",
 }

@@ -97,6 +97,7 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
         version=value.tag,
         exit_code=value.exit_code,
         started_at=value.started_at,
+        backend=backend.name,
     )
 
 

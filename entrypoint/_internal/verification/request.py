@@ -56,3 +56,4 @@ class Outcome:
     version: str | None = None
     exit_code: int | None = None
     started_at: int | None = None
+    backend: str | None = None  # whose evidence it was

@@ -79,7 +79,9 @@ def verify(entries: Sequence[RunResult], request: Request) -> Outcome:
     # Sorted, unlike Go's map order, so the same message always reports the same first failure.
     signed = _check_signatures(results, check, identity, skip=unsigned)
     used = {MANIFEST, *(e for e in backend.tekton_entries if e in results), *(k + SIG_SUFFIX for k in signed)}
-    return Outcome(identity=identity, signed_keys=tuple(signed), signing_keys=frozenset(used))
+    return Outcome(
+        identity=identity, signed_keys=tuple(signed), signing_keys=frozenset(used), backend=backend.name
+    )
 
 
 def _backend_of(results: dict[str, RunResult]) -> Backend:
