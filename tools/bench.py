@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_controller import bench_controller, bench_taskrun_verify
+from bench_sigstore import bench_sigstore
 from benchlib import REPO, Sample, fast_tmp, fmt_mib, fmt_ms, rusage_helper, spawn, throughput
 
 TYPE_CHECKING = False
@@ -439,6 +440,7 @@ SECTIONS: dict[str, Callable[[int, dict[str, list[str]]], None]] = {
     "verify": bench_verify,
     "capacity": bench_capacity,
     "oidc-sa-token": bench_oidc_sa_token,
+    "sigstore-keyless": bench_sigstore,
     "binary": bench_binary,
     "image": bench_entrypoint_image,
     "go-pair": bench_go_pair,

@@ -123,6 +123,10 @@ class BackgroundSigner:
             # exempt the heap the imports built from the garbage collector, whose full pass over
             # it would otherwise land on the signing path after the command.
             self._format.warm_up(self._identity)
+            for hook in self.post_sign:
+                warm_up = getattr(hook, "warm_up", None)
+                if callable(warm_up):
+                    warm_up()
             gc.freeze()
         except SigningError as exc:
             self._error = exc

@@ -8,7 +8,6 @@ vouches for the key; the key signs the results.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 TYPE_CHECKING = False
@@ -60,6 +59,8 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, str | float]:
 
 
 def key_audience(spki_der: bytes) -> str:
+    import hashlib  # here: the step's start-up reads this module's configuration only
+
     return AUDIENCE_PREFIX + hashlib.sha256(spki_der).hexdigest()
 
 

@@ -7,15 +7,11 @@ Tekton's format the step and signing time) that the verifier checks against the 
 given.  A Rekor v1 ``hashedrekord`` entry, made after signing, proves the signature existed while
 the certificate was valid; the message carries a compact record of it (``rk1``), never a bundle.
 
-Light on purpose: the step imports it to sign, the verifier to check.
+Light on purpose: the step's start-up reads its names (so its codecs import what they need
+inside), the signer and the verifier its codecs.
 """
 
 from __future__ import annotations
-
-import base64
-import binascii
-import hashlib
-import json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a signing step ~2 ms of imports before its command
@@ -61,15 +57,22 @@ TEKTON_LOG_FORMAT = "signed-entrypoint/tekton-log/v1"
 def jcs(value: object) -> bytes:
     """RFC 8785 for the shapes used here (ASCII-keyed objects, strings, integers, lists): sorted
     keys, no whitespace, raw UTF-8; Python escapes exactly the characters JCS escapes."""
+    import json
+
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def b64url(data: bytes) -> str:
+    import base64
+
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def unb64url(text: str, what: str) -> bytes:
     """Strict unpadded base64url (one spelling per value); ValueError names ``what``."""
+    import base64
+    import binascii
+
     try:
         data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
@@ -201,6 +204,8 @@ class LogRecord:
 def hashedrekord_body(digest: bytes, signature_der: bytes, cert_pem: bytes) -> bytes:
     """The canonical body Rekor stores for a ``hashedrekord`` 0.0.1 entry: the certificate as PEM,
     base64 again, the whole as JCS (rebuilt byte for byte, so the message need not carry it)."""
+    import base64
+
     return jcs(
         {
             "apiVersion": "0.0.1",
@@ -218,6 +223,8 @@ def hashedrekord_body(digest: bytes, signature_der: bytes, cert_pem: bytes) -> b
 
 def set_payload(body: bytes, integrated_time: int, log_id: bytes, log_index: int) -> bytes:
     """What Rekor's signed entry timestamp signs: the JCS of the entry without its verification."""
+    import base64
+
     return jcs(
         {
             "body": base64.b64encode(body).decode("ascii"),
@@ -237,6 +244,8 @@ def tekton_logged_names(manifest: str) -> list[str]:
 def tekton_log_payload(values: Mapping[str, str], names: Sequence[str]) -> bytes:
     """The bytes a Tekton-format block's log entry commits to: the SHA-256 of each canonical value.
     KeyError when a name has no value."""
+    import hashlib
+
     entries = [
         {"digest": hashlib.sha256(values[name].encode("utf-8", "surrogatepass")).hexdigest(), "name": name}
         for name in names
@@ -250,3 +259,23 @@ def der_signature(raw: bytes) -> bytes:
 
     half = len(raw) // 2
     return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+
+
+def log_request(digest: bytes, signature_der: bytes, leaf_der: bytes, keep_signature: bool) -> bytes:
+    """The payload of the identity helper's ``log`` call (length-prefixed frames)."""
+    parts = (digest, signature_der, leaf_der, b"1" if keep_signature else b"0")
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+def split_log_request(data: bytes) -> tuple[bytes, bytes, bytes, bool]:
+    """:func:`log_request` read back; ValueError when it is not four frames."""
+    out, offset = [], 0
+    for _ in range(4):
+        if offset + 4 > len(data):
+            raise ValueError("a log request is four length-prefixed frames")
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        out.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    if offset != len(data):
+        raise ValueError("a log request is four length-prefixed frames")
+    return out[0], out[1], out[2], out[3] == b"1"

@@ -9,8 +9,10 @@ from entrypoint._internal.backends.sigstore import common as c
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from entrypoint._internal.formats.entries import RunResult
     from entrypoint._internal.signing.background import PostSignHook
     from entrypoint._internal.signing.forked import ForkedBackend
+    from entrypoint._internal.signing.identity import Identity
 
 
 def fetcher_args(*, spire_socket: str, environ: Mapping[str, str], step: str = "") -> dict[str, str | float]:
@@ -43,6 +45,25 @@ def post_sign_hooks(
     """The Rekor upload after each signature, when the transparency log is on."""
     if str(args.get("transparency", "")).lower() not in ("true", "1", "yes"):
         return []
-    from entrypoint._internal.backends.sigstore.log import LogHook
+    return [_LazyLogHook(helper, wire_format, float(args.get("budget", 20.0)))]
 
-    return [LogHook(helper, wire_format, float(args.get("budget", 20.0)))]
+
+class _LazyLogHook:
+    """The log hook, loaded when first called: built before the command starts, where its imports
+    (the signer's cryptography, ~30 ms) would delay the command."""
+
+    def __init__(self, helper: ForkedBackend, wire_format: str, budget: float) -> None:
+        self.helper, self.wire_format, self.budget = helper, wire_format, budget
+        self._hook: PostSignHook | None = None
+
+    def warm_up(self) -> None:
+        """Load the hook (the signer's prefetch thread calls this while the command runs)."""
+        if self._hook is None:
+            from entrypoint._internal.backends.sigstore.log import LogHook
+
+            self._hook = LogHook(self.helper, self.wire_format, self.budget)
+
+    def __call__(self, signed: list[RunResult], identity: Identity) -> list[RunResult]:
+        self.warm_up()
+        assert self._hook is not None
+        return self._hook(signed, identity)

@@ -9,8 +9,8 @@ HTTP client it already loaded, so the step's own process never imports httpx.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import struct
 import threading
 import time
 from typing import Any
@@ -27,27 +27,11 @@ MIN_INTERVAL = 0.01
 _FIRST_PAUSE = 0.25
 _MAX_ATTEMPT_SECONDS = 10.0
 _JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
-_FRAME = struct.Struct("!I")
 NAME = "sigstore-keyless"
 
 
 class _Retry(SigningError):
     """A failure another attempt may not meet (no answer, 429, 5xx)."""
-
-
-def log_request(digest: bytes, signature_der: bytes, leaf_der: bytes, keep_signature: bool) -> bytes:
-    """The payload of the helper's ``log`` call."""
-    parts = (digest, signature_der, leaf_der, b"1" if keep_signature else b"0")
-    return b"".join(_FRAME.pack(len(p)) + p for p in parts)
-
-
-def _split_frames(data: bytes, count: int) -> list[bytes]:
-    out, offset = [], 0
-    for _ in range(count):
-        (size,) = _FRAME.unpack_from(data, offset)
-        out.append(data[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    return out
 
 
 class KeylessFetcher:
@@ -99,6 +83,7 @@ class KeylessFetcher:
         self.budget = budget
         self.interval = max(interval, MIN_INTERVAL)
         self._root: Any = None
+        self._log_warm = False
         self._lock = threading.Lock()
 
     # -- the identity --------------------------------------------------------------------------------
@@ -114,7 +99,9 @@ class KeylessFetcher:
                 if remaining <= 0:
                     break
                 try:
-                    return self._attempt(min(remaining, _MAX_ATTEMPT_SECONDS))
+                    identity = self._attempt(min(remaining, _MAX_ATTEMPT_SECONDS))
+                    self._warm_log(deadline)
+                    return identity
                 except SigstoreServerError as exc:
                     if not exc.retryable:
                         raise SigningError(f"{NAME}: {exc}") from exc
@@ -256,6 +243,19 @@ class KeylessFetcher:
             )
         return c.Binding(namespace, taskrun, name, uid, self.step)
 
+    def _warm_log(self, deadline: float) -> None:
+        """While the command still runs: load the upload's code and open the connection to Rekor,
+        so that the upload after signing is one request on a warm connection.  Best effort."""
+        if self.rekor is None or self._log_warm:
+            return
+        self._log_warm = True
+        from entrypoint._internal.backends.sigstore import rekor
+
+        with contextlib.suppress(SigningError):  # the upload itself will say what is wrong
+            self.rekor.request(
+                "GET", rekor.LOG_PATH, timeout=max(min(deadline - time.monotonic(), 2.0), 0.001)
+            )
+
     # -- after signing -------------------------------------------------------------------------------
 
     def call(self, op: str, payload: bytes, budget: float) -> bytes:
@@ -266,7 +266,10 @@ class KeylessFetcher:
 
         from entrypoint._internal.backends.sigstore.rekor import upload
 
-        digest, signature, leaf_der, keep = _split_frames(payload, 4)
+        try:
+            digest, signature, leaf_der, keep = c.split_log_request(payload)
+        except ValueError as exc:
+            raise SigningError(f"{NAME}: log: {exc}") from exc
         leaf = x509.load_der_x509_certificate(leaf_der)
         deadline = time.monotonic() + budget
         pause = _FIRST_PAUSE
@@ -280,7 +283,7 @@ class KeylessFetcher:
                     leaf,
                     self.root(),
                     timeout=max(min(remaining, _MAX_ATTEMPT_SECONDS), 0.001),
-                    keep_signature=keep == b"1",
+                    keep_signature=keep,
                 )
                 return record.encode().encode("ascii")
             except SigstoreServerError as exc:

@@ -9,30 +9,33 @@ identity helper (``ForkedBackend.call``); a failure fails the signing with Rekor
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 from entrypoint._internal.backends.sigstore.common import (
     LOG_ENTRY,
     der_signature,
+    log_request,
     tekton_log_payload,
     tekton_logged_names,
 )
-from entrypoint._internal.backends.sigstore.fetch import log_request
 from entrypoint._internal.formats.entries import ResultType, RunResult
 from entrypoint._internal.formats.paramvalue import canonical_value
 from entrypoint._internal.signing.errors import SigningError
 from entrypoint._internal.signing.identity import Identity
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from entrypoint._internal.signing.forked import ForkedBackend
-
 _TASK = int(ResultType.TASK_RUN_RESULT)
+
+
+class HelperCall(Protocol):
+    """What runs the upload: the identity helper (``ForkedBackend``), or a fetcher in-process."""
+
+    def call(self, op: str, payload: bytes, budget: float) -> bytes: ...
 
 
 class LogHook:
     """Uploads what was just signed to Rekor; answers the ``SIGSTORE_LOG`` entry to add."""
 
-    def __init__(self, helper: ForkedBackend, wire_format: str, budget: float) -> None:
+    def __init__(self, helper: HelperCall, wire_format: str, budget: float) -> None:
         self.helper, self.wire_format, self.budget = helper, wire_format, budget
 
     def __call__(self, signed: list[RunResult], identity: Identity) -> list[RunResult]:

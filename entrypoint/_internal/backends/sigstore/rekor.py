@@ -25,6 +25,7 @@ from entrypoint._internal.backends.sigstore.http import JsonClient, SigstoreServ
 from entrypoint._internal.backends.sigstore.trust import TrustedRoot
 
 ENTRIES_PATH = "/api/v1/log/entries"
+LOG_PATH = "/api/v1/log"
 
 
 def proposed_entry(digest: bytes, signature_der: bytes, cert_pem: bytes) -> dict[str, Any]:
