@@ -2,7 +2,10 @@
 
 ``make demo BACKEND=oidc-sa-token`` (or ``tools/demo.py --backend oidc-sa-token``) signs with
 pod-bound Kubernetes service-account tokens instead, from a local test API server over HTTPS, and
-verifies both online (TokenReview) and offline (a saved JWKS snapshot).
+verifies both online (TokenReview) and offline (a saved JWKS snapshot).  ``make demo
+BACKEND=sigstore-keyless`` signs with short-lived Fulcio certificates for the pod's service account
+(a TokenRequest for audience ``sigstore``), logs each signature to Rekor, and verifies offline
+against a Sigstore trusted root, with test Fulcio, CT and Rekor servers (docs/sigstore.md).
 
 A local SPIFFE Workload API server stands in for the SPIRE agent (a real gRPC server on a unix
 socket, issuing X.509-SVIDs from a test CA for this TaskRun's SPIFFE ID).  Both steps are started
@@ -83,9 +86,9 @@ def start_agent(sock: Path, bundle: Path) -> subprocess.Popen[str]:
     return agent
 
 
-def start_kube_api(sa_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_kube_api(sa_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     pod = f"{NAMESPACE}/{TASKRUN}-pod/{POD_UID}"
-    args = ["--pod", pod, "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir)]
+    args = ["--pod", pod, "--service-account", SERVICE_ACCOUNT, "--in-cluster-dir", str(sa_dir), *extra]
     # `verify --kube-api` below reviews tokens with the pod's own token: grant it TokenReview.
     args += ["--token-reviewer", f"{NAMESPACE}/{SERVICE_ACCOUNT}"]
     server, url = start_server("kube_api", args, "Kubernetes API server")
@@ -101,7 +104,7 @@ def verify(message: Path, trust: list[str], shown: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=("spire", "oidc-sa-token"), default="spire")
+    parser.add_argument("--backend", choices=("spire", "oidc-sa-token", "sigstore-keyless"), default="spire")
     backend = parser.parse_args(argv).backend
     with tempfile.TemporaryDirectory(prefix="tekton-demo-") as tmp:
         root = Path(tmp)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             (root / d).mkdir(parents=True)
         if backend == "oidc-sa-token":
             return demo_oidc_sa_token(root, env)
+        if backend == "sigstore-keyless":
+            return demo_sigstore(root, env)
         sock_dir = Path(tempfile.mkdtemp(prefix="agent", dir="/tmp"))
         agent = start_agent(sock_dir / "agent.sock", root / "bundle.pem")
         bundle = ["--trust-domain", TRUST_DOMAIN, "--trust-bundle", str(root / "bundle.pem")]
@@ -153,6 +158,55 @@ def demo_oidc_sa_token(root: Path, env: dict[str, str]) -> int:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def demo_sigstore(root: Path, env: dict[str, str]) -> int:
+    sa_dir = root / "serviceaccount"
+    trusted_root = root / "trusted_root.json"
+    servers = []
+    try:
+        # Fulcio reads the cluster's OIDC discovery without credentials, as a private Fulcio does.
+        kube, url = start_kube_api(sa_dir, "--anonymous-discovery")
+        servers.append(kube)
+        fulcio, fulcio_url = start_server(
+            "fulcio",
+            ["--kubernetes-issuer", url, "--issuer-ca", str(sa_dir / "ca.crt"),
+             "--trusted-root", str(trusted_root), "--ca-out", str(root / "fulcio-ca.pem")],
+            "Fulcio",
+        )  # fmt: skip
+        servers.append(fulcio)
+        rekor, rekor_url = start_server(
+            "rekor", ["--trusted-root", str(trusted_root), "--ca-out", str(root / "rekor-ca.pem")], "Rekor"
+        )
+        servers.append(rekor)
+        print(f"local Fulcio: {fulcio_url} (issuer {url}); local Rekor: {rekor_url}")
+        ca = root / "sigstore-ca.pem"
+        ca.write_bytes((root / "fulcio-ca.pem").read_bytes() + (root / "rekor-ca.pem").read_bytes())
+        host, port = url.removeprefix("https://").rsplit(":", 1)
+        env.update({
+            "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+            "SIGNED_ENTRYPOINT_KUBE_TOKEN_FILE": str(sa_dir / "token"),
+            "SIGNED_ENTRYPOINT_KUBE_CA_FILE": str(sa_dir / "ca.crt"),
+            "SIGNED_ENTRYPOINT_KUBE_NAMESPACE_FILE": str(sa_dir / "namespace"),
+            "POD_NAME": f"{TASKRUN}-pod", "POD_UID": POD_UID, "POD_NAMESPACE": NAMESPACE,
+            "POD_SERVICE_ACCOUNT": SERVICE_ACCOUNT, "TASKRUN_NAME": TASKRUN,
+            # The pod's service account asks for its own token with audience sigstore.
+            "SIGNED_ENTRYPOINT_FULCIO_PROVIDER": "kubernetes",
+            "SIGNED_ENTRYPOINT_FULCIO_ADDRESS": fulcio_url,
+            "SIGNED_ENTRYPOINT_TRANSPARENCY_URL": rekor_url,
+            "SIGNED_ENTRYPOINT_SIGSTORE_TRUSTED_ROOT": str(trusted_root),
+            "SIGNED_ENTRYPOINT_SIGSTORE_CA_FILE": str(ca),
+        })  # fmt: skip
+        san = f"https://kubernetes.io/namespaces/{NAMESPACE}/serviceaccounts/{SERVICE_ACCOUNT}"
+        policy = ["--sigstore-trusted-root", str(trusted_root), "--certificate-identity", san,
+                  "--certificate-oidc-issuer", url, "--pod-uid", POD_UID]  # fmt: skip
+        checks = [(policy, f"--sigstore-trusted-root trusted_root.json --certificate-identity {san} ...")]
+        signing = ["-signing_backend=sigstore-keyless", "-signature_format=compact"]
+        return run_taskrun(root, env, signing, checks)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
 
 
 def run_taskrun(

@@ -119,7 +119,8 @@ def check_record(
         log.key.verify(record.set, payload, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise SigstoreServerError(
-            f"{what}: the signed entry timestamp does not verify with the log's key"
+            f"{what}: the signed entry timestamp does not verify with the log's key over this entry "
+            "(not the entry logged: a value, the signature or the certificate changed)"
         ) from None
     assert when is not None
     if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
