@@ -349,3 +349,19 @@ def test_without_a_log_record_only_an_explicit_policy_accepts_it(signed: Signed,
     # Then the certificate is checked at the signing time the signature claims.
     shown = verify(signed.stack, path, "--sigstore-allow-no-log")
     assert shown["verified"], shown["message"]
+
+
+def test_a_service_account_cannot_sign_for_another_namespaces_taskrun(signed: Signed, tmp_path: Path) -> None:
+    # The step claims (in the signed binding) to be a TaskRun of namespace "other", with a
+    # certificate for a service account of namespace "builds": a policy that takes any service
+    # account still refuses it.
+    root = new_root(tmp_path / "root")
+    p = sign_step(root, signed.stack, {"commit": "abc"}, signed.fmt, env={"POD_NAMESPACE": "other"})
+    assert p.returncode == 0, p.stderr
+    any_account = r"https://kubernetes\.io/namespaces/[^/]+/serviceaccounts/[^/]+"
+    trust = signed.trust(identity=None, identity_regexp=any_account)
+    verdict = Verifier(TrustSet(sigstore=trust)).verify_entries(
+        entries(root.termination), TaskRunRef("other", TASKRUN)
+    )
+    assert verdict.reason == "BindingMismatch", verdict.message
+    assert "service account is in namespace 'builds'" in verdict.message
