@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements.lock
 
-.PHONY: venv lock lock-check lint test unit integration stress fuzz e2e e2e-peers demo bench binary image peers clean
+.PHONY: venv lock lock-check lint test unit integration integration-peers stress fuzz e2e e2e-peers demo bench binary image peers clean
 
 # The venv is made anew from the lock (never upgraded in place), with the pip that comes with
 # Python; the project itself is built by the locked setuptools, without build isolation.
@@ -37,20 +37,20 @@ lint: lock-check $(STAMP)
 # The container tests need the executable and the images (and install podman if missing).
 # The end-to-end tests need the real peers (Go 1.26 and the module proxy; ~15 min cold, nothing warm).
 # The integration suite runs twice: against the development install and against the executable.
-test: lint image e2e-peers
+test: lint image e2e-peers integration-peers
 	$(BIN)/pytest -q -ra
 	ENTRYPOINT_BIN=$(CURDIR)/dist/bin/entrypoint $(BIN)/pytest -q -ra tests/integration
 
 unit: lock-check $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-integration: lock-check $(STAMP)
+integration: lock-check $(STAMP) integration-peers
 	$(BIN)/pytest -q -ra tests/integration
 
 # The integration suite, development install and executable, RUNS times in a row, every core
 # kept busy by another process (tools/stress.py).
 RUNS ?= 5
-stress: lock-check binary
+stress: lock-check binary integration-peers
 	$(BIN)/python tools/stress.py --runs $(RUNS)
 
 # Property tests with many examples (hypothesis) and coverage-guided fuzzing of the parser and the
@@ -67,6 +67,12 @@ fuzz: lock-check $(STAMP)
 E2E_PEERS := etcd kube-apiserver kubectl tekton-controller
 e2e-peers:
 	bash tools/peers.sh build $(E2E_PEERS)
+
+# The integration suite signs against the real Fulcio too (tests/integration/test_sigstore_real_fulcio.py;
+# ~75 s cold, nothing warm).
+INTEGRATION_PEERS := fulcio
+integration-peers:
+	bash tools/peers.sh build $(INTEGRATION_PEERS)
 
 e2e: lock-check $(STAMP) e2e-peers
 	$(BIN)/pytest -q -ra tests/e2e
