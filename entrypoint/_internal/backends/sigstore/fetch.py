@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from entrypoint._internal.backends.k8s_sat.common import json_object, unverified_claims
+from entrypoint._internal.backends.k8s_sat.fetch import RetryableSigningError
 from entrypoint._internal.backends.sigstore import common as c
 from entrypoint._internal.backends.sigstore.evidence import CertEvidence
 from entrypoint._internal.backends.sigstore.http import JsonClient, SigstoreServerError
@@ -106,11 +107,7 @@ class KeylessFetcher:
                     if not exc.retryable:
                         raise SigningError(f"{NAME}: {exc}") from exc
                     last = str(exc)
-                except _Retry as exc:
-                    last = str(exc)
-                except SigningError as exc:
-                    if type(exc).__name__ != "RetryableSigningError":
-                        raise
+                except (_Retry, RetryableSigningError) as exc:
                     last = str(exc)
                 time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
                 pause = min(pause * 2, self.interval)
