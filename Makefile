@@ -25,6 +25,7 @@ venv: $(STAMP)
 # dependency renews nothing else); UPGRADE=1 takes the newest releases pyproject.toml allows.
 lock:
 	$(PYTHON) tools/lock.py renew $(if $(UPGRADE),--upgrade)
+	$(PYTHON) -m tests.support.sigstore_python renew $(if $(UPGRADE),--upgrade)
 
 # Fails at once, naming `make lock`, when pyproject.toml's requirements changed since the lock.
 lock-check:

@@ -84,6 +84,10 @@ def _main(args: list[str]) -> int:
         from entrypoint._internal.verify_cli import save_jwks_main
 
         return save_jwks_main(args[1:])
+    if args[:1] == ["sigstore-bundle"]:
+        from entrypoint._internal.sigstore_bundle_cli import main as sigstore_bundle_main
+
+        return sigstore_bundle_main(args[1:])
     layout = Layout.from_env()
     fs = FlagSet(os.path.basename(sys.argv[0]) or "entrypoint")
     creds = CredentialFlags(layout.creds_secrets_dir)

@@ -47,7 +47,8 @@ elsewhere, its module follows it; ``tests/unit/test_errors.py`` checks that this
     │   └── SigstoreServerError       _internal/backends/sigstore/http.py
     ├── VerificationError
     │   ├── TaskRunObjectError
-    │   └── VerificationFailed        _internal/verification/reasons.py
+    │   ├── VerificationFailed        _internal/verification/reasons.py
+    │   └── SigstoreBundleError       _internal/backends/sigstore/bundle.py
     ├── TrustError
     │   ├── TrustBundleError          _internal/backends/spire/trust.py
     │   ├── KubeTrustError            _internal/backends/k8s_sat/kube.py
