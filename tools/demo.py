@@ -202,11 +202,47 @@ def demo_sigstore(root: Path, env: dict[str, str]) -> int:
                   "--certificate-oidc-issuer", url, "--pod-uid", POD_UID]  # fmt: skip
         checks = [(policy, f"--sigstore-trusted-root trusted_root.json --certificate-identity {san} ...")]
         signing = ["-signing_backend=sigstore-keyless", "-signature_format=compact"]
-        return run_taskrun(root, env, signing, checks)
+        code = run_taskrun(root, env, signing, checks)
+        if code != 0:
+            return code
+        return sigstore_bundle(root, rekor_url, trusted_root, san, url)
     finally:
         for server in servers:
             server.terminate()
             server.wait(10)
+
+
+def sigstore_bundle(root: Path, rekor_url: str, trusted_root: Path, san: str, issuer: str) -> int:
+    """Step 0's log entry as a Sigstore bundle, verified by sigstore-python (its own environment,
+    from tools/sigstore-python-requirements.txt); then a tampered artifact, which it rejects."""
+    from tests.support.sigstore_python import environment, verify
+
+    message = root / "run" / "0" / "termination"
+    bundle, artifact = root / "step0.sigstore.json", root / "step0.artifact"
+    print("\n--- step 0's log entry as a Sigstore bundle, checked by sigstore-python ---")
+    print(f"$ entrypoint sigstore-bundle 0/termination --rekor-url {rekor_url} --bundle-out {bundle.name} "
+          f"--artifact-out {artifact.name} ...")  # fmt: skip
+    made = subprocess.run(
+        [*entrypoint_cmd(), "sigstore-bundle", str(message), "--rekor-url", rekor_url,
+         "--ca-file", str(root / "rekor-ca.pem"), "--trusted-root", str(trusted_root),
+         "--bundle-out", str(bundle), "--artifact-out", str(artifact)],
+        check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        return made.returncode
+    print("installing sigstore-python 4.5.1 into build/sigstore-python (once; from its hash-pinned lock)")
+    python = environment().python
+    genuine = verify(
+        python, bundle=bundle, artifact=artifact, trusted_root=trusted_root, identity=san, issuer=issuer
+    )
+    print(f"sigstore-python {genuine['sigstore']}: genuine bundle verified: {genuine['verified']}")
+    forged = root / "step0.artifact.tampered"
+    forged.write_bytes(artifact.read_bytes().replace(b'"step":"0"', b'"step":"1"'))
+    tampered = verify(
+        python, bundle=bundle, artifact=forged, trusted_root=trusted_root, identity=san, issuer=issuer
+    )
+    print(f"sigstore-python: tampered artifact rejected: {not tampered['verified']} ({tampered['error']})")
+    return 0 if genuine["verified"] and not tampered["verified"] else 1
 
 
 def run_taskrun(
