@@ -15,6 +15,8 @@ What podman gets instead of what it cannot do (every translation is listed in ``
   TokenRequest bound to the pod (its audiences and expirationSeconds), the control plane's CA for
   the ``kube-root-ca.crt`` ConfigMap (no kube-controller-manager publishes it here) and the
   namespace.  The token is not refreshed (a test pod lives far less than its 80 % lifetime).
+* configMap volumes: a host directory with the ConfigMap's keys (or its ``items``), read once when
+  the pod starts (the kubelet would also update them later).
 * downwardAPI volumes (Tekton's ``/tekton/downward/ready``): a host directory whose files the
   executor rewrites (atomically, by rename) whenever the field changes in the API, as the kubelet
   does; Tekton sets ``tekton.dev/ready`` once the pod is reported Running.
@@ -116,7 +118,16 @@ class ConfigMapFile:
     mode: int
 
 
-HostFile = TokenFile | FieldFile | ConfigMapFile
+@dataclass(frozen=True)
+class ConfigMapDir:
+    """A configMap volume without ``items``: every key of the ConfigMap, one file each."""
+
+    directory: Path
+    name: str
+    mode: int
+
+
+HostFile = TokenFile | FieldFile | ConfigMapFile | ConfigMapDir
 
 
 @dataclass
@@ -319,6 +330,9 @@ class Translator:
         if kinds == {"projected"}:
             self.projected(name, volume["projected"], directory)
             return self.host_directory(directory, 0o755)
+        if kinds == {"configMap"}:
+            self.config_map(name, volume["configMap"], directory)
+            return self.host_directory(directory, 0o755)
         if kinds == {"downwardAPI"}:
             self.notes.append(f"volume {name}: downwardAPI -> host directory kept up to date")
             mode = volume["downwardAPI"].get("defaultMode", 0o644)
@@ -356,6 +370,18 @@ class Translator:
             else:
                 raise Untranslatable(f"volume {name}: projected {kind} sources are not supported")
         self.notes.append(f"volume {name}: projected -> host directory ({'; '.join(described)})")
+
+    def config_map(self, name: str, body: dict[str, Any], directory: Path) -> None:
+        items = body.get("items", [])
+        if set(body) - {"name", "items", "defaultMode"} or any(set(i) != {"key", "path"} for i in items):
+            raise Untranslatable(f"volume {name}: configMap {body}")
+        mode = body.get("defaultMode", 0o644)
+        if items:
+            for item in items:
+                self.files.append(ConfigMapFile(directory / item["path"], body["name"], item["key"], mode))
+        else:
+            self.files.append(ConfigMapDir(directory, body["name"], mode))
+        self.notes.append(f"volume {name}: configMap {body['name']} -> host directory (read once)")
 
     def downward_items(self, name: str, items: Sequence[dict[str, Any]], directory: Path, mode: int) -> None:
         for item in items:
@@ -484,6 +510,10 @@ def write_host_files(files: Sequence[HostFile], admin: Kube, pod: dict[str, Any]
             write_atomically(f.path, token.encode(), f.mode)
         elif isinstance(f, ConfigMapFile):
             write_atomically(f.path, config_map_value(admin, meta["namespace"], f, ca_file), f.mode)
+        elif isinstance(f, ConfigMapDir):
+            data = admin.get(f"/api/v1/namespaces/{meta['namespace']}/configmaps/{f.name}").get("data", {})
+            for key, value in data.items():
+                write_atomically(f.directory / key, value.encode(), f.mode)
         else:
             write_atomically(f.path, field_value(pod, f.field_path).encode(), f.mode)
 
