@@ -69,7 +69,14 @@ _CLIENT_TIMEOUT_SECONDS = 5.0
 
 
 class CTLogError(Exception):
-    """A CT log refused a submission, or answered an SCT that does not verify."""
+    """A CT log refused a submission, or answered an SCT that does not verify.
+
+    ``retryable``: no answer, or 408, 429 or 503, which real Fulcio retries until its request's
+    deadline."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 # -- DER, just enough to take the poison out of a TBSCertificate -------------------------------------------
@@ -385,9 +392,12 @@ class CTLogClient:
             with httpx.Client(verify=context, timeout=self.timeout) as client:
                 response = client.post(self.url.rstrip("/") + ADD_PRE_CHAIN_PATH, json=body)
         except httpx.HTTPError as err:
-            raise CTLogError(f"add-pre-chain failed: {err}") from err
+            raise CTLogError(f"add-pre-chain failed: {err}", retryable=True) from err
         if response.status_code != 200:
-            raise CTLogError(f"add-pre-chain: {response.status_code}: {response.text}")
+            raise CTLogError(
+                f"add-pre-chain: {response.status_code}: {response.text}",
+                retryable=response.status_code in (408, 429, 503),
+            )
         try:
             sct = SCT.from_json(response.json())
             tbs, issuer_spki = precert_entry(chain_der)

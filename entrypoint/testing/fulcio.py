@@ -97,7 +97,11 @@ INVALID_IDENTITY_TOKEN = "There was an error processing the identity token"  # n
 GENERIC_CA_ERROR = "error communicating with CA backend"
 
 # gRPC codes and the HTTP status grpc-gateway answers for each (runtime.HTTPStatusFromCode).
-INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED, INTERNAL = 3, 5, 12, 13
+INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, UNIMPLEMENTED, INTERNAL = 3, 4, 5, 12, 13
+# Real Fulcio retries an unavailable CT log until the request's deadline (a client's Grpc-Timeout),
+# with no bound of its own; the double bounds a request without one, so a test cannot hang.
+CT_RETRY_SECONDS = 30.0
+_CT_FIRST_PAUSE = 1.0
 _HTTP_STATUS = {
     1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
     9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
@@ -753,6 +757,8 @@ class FulcioDouble(HTTPSDouble):
         self.sct_mode = sct_mode
         self._issued: list[x509.Certificate] = []
         self._rejections: list[str] = []
+        # Each request's deadline (its Grpc-Timeout), for the CT log's retries on its thread.
+        self._request = threading.local()
 
     def __repr__(self) -> str:
         where = self.url if self._port else "not started"
@@ -853,6 +859,7 @@ class FulcioDouble(HTTPSDouble):
         if route == CONFIGURATION_PATH:
             issuers = [v.issuer.configuration() for v in self._verifiers.values()]
             return 200, {"issuers": issuers}, "application/json", {}
+        self._request.deadline = _grpc_deadline(headers.get("Grpc-Timeout"))
         try:
             return 200, self._signing_cert(body, headers.get("Authorization")), "application/json", {}
         except _Rejected as rejected:
@@ -943,15 +950,36 @@ class FulcioDouble(HTTPSDouble):
                 tbs, self._ca.intermediate_spki, wrong_key=True if mode == "wrong-key" else None
             )
         precert = self._ca.sign(builder.add_extension(x509.PrecertPoison(), critical=True))
-        try:
-            sct = log.add_pre_chain([_der(precert), self.intermediate_der, self.root_der])
-        except CTLogError as err:
-            raise _Rejected(f"CT log: {err}", FulcioError(INTERNAL, FAILED_TO_ENTER_CERT_IN_CTL)) from None
+        deadline = getattr(self._request, "deadline", None) or time.monotonic() + CT_RETRY_SECONDS
+        pause = _CT_FIRST_PAUSE
+        while True:
+            try:
+                sct = log.add_pre_chain([_der(precert), self.intermediate_der, self.root_der])
+                break
+            except CTLogError as err:
+                if not err.retryable:
+                    answer = FulcioError(INTERNAL, FAILED_TO_ENTER_CERT_IN_CTL)
+                    raise _Rejected(f"CT log: {err}", answer) from None
+                if time.monotonic() + pause >= deadline:
+                    answer = FulcioError(DEADLINE_EXCEEDED, "context deadline exceeded")
+                    raise _Rejected(f"CT log: {err}", answer) from None
+                time.sleep(pause)
+                pause *= 2
         if mode != "wrong-key":
             return sct
         tbs = self._ca.sign(builder).tbs_certificate_bytes
         timestamp = SCT.decode(sct).timestamp_ms
         return sign_sct(self._stray_ct_key, log.log_id, timestamp, self._ca.intermediate_spki, tbs).encode()
+
+
+_GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _grpc_deadline(header: str | None) -> float | None:
+    """The monotonic deadline a ``Grpc-Timeout`` header (``<digits><unit>``) sets; None without one."""
+    if not header or len(header) < 2 or header[-1] not in _GRPC_UNITS or not header[:-1].isdigit():
+        return None
+    return time.monotonic() + int(header[:-1]) * _GRPC_UNITS[header[-1]]
 
 
 # -- python -m entrypoint.testing.fulcio -------------------------------------------------------------------

@@ -786,6 +786,28 @@ def test_sct_from_a_ct_log_over_https(kube: KubeAPIServer, token: str) -> None:
         assert "does not verify" in fulcio.rejections[-1]
 
 
+def test_an_unavailable_ct_log_is_retried_until_the_requests_deadline(
+    kube: KubeAPIServer, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As real Fulcio v1.8.8 does (tests/integration/test_sigstore_real_fulcio.py found it): a CT
+    # log answering 503 is tried again with a doubling pause until the request's Grpc-Timeout,
+    # then the answer is 504 "context deadline exceeded"; a 500 is refused at once.
+    from entrypoint.testing import fulcio as fulcio_module
+
+    monkeypatch.setattr(fulcio_module, "_CT_FIRST_PAUSE", 0.05)
+    with CTLogDouble() as ctlog, FulcioDouble([_kubernetes_issuer(kube)], ct_log=ctlog.client()) as fulcio:
+        ctlog.fail_next(2, 503)
+        _chain(_post(fulcio, _csr_body(), token))
+        assert len(ctlog.submissions) == 1
+        ctlog.fail_status = 503
+        headers = {"Authorization": f"Bearer {token}", "Grpc-Timeout": "500m"}
+        with _https(fulcio.url, fulcio.ca_pem) as client:
+            answer = client.post(SIGNING_CERT_PATH, json=_csr_body(), headers=headers)
+        _refused(answer, "context deadline exceeded", 504, 4)
+        ctlog.fail_status = 500
+        _refused(_post(fulcio, _csr_body(), token), "Error entering certificate in CTL", 500, 13)
+
+
 # -- configuration, and as a process ---------------------------------------------------------------------
 
 
