@@ -49,8 +49,17 @@ def signing_certificate(
     """The chain Fulcio issued (leaf first) for ``key``; SigstoreServerError names Fulcio's reason."""
     body = request_body(key, proof, subject, token)
     # The CSR form sends the token as a bearer, as cosign does; the other carries it in the body.
+    # Fulcio retries a CT log that does not answer until the request's gRPC deadline, which is
+    # none unless the client sets one: a little inside our own timeout, so that its answer (504
+    # "context deadline exceeded") comes before ours.
+    deadline = {"Grpc-Timeout": f"{max(int(timeout * 900), 1)}m"}
     _, answer, _ = client.request(
-        "POST", SIGNING_CERT_PATH, body, timeout=timeout, token=token if proof != "public-key" else ""
+        "POST",
+        SIGNING_CERT_PATH,
+        body,
+        timeout=timeout,
+        token=token if proof != "public-key" else "",
+        headers=deadline,
     )
     url = client.base_url + SIGNING_CERT_PATH
     if not isinstance(answer, dict):

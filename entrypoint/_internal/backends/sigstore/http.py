@@ -69,13 +69,20 @@ class JsonClient:
         return self._client
 
     def request(
-        self, method: str, path: str, body: object = None, *, timeout: float, token: str = ""
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        timeout: float,
+        token: str = "",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, Any]:
         """(status, JSON answer, headers) for a 2xx or a 409; SigstoreServerError otherwise."""
         import httpx
 
         url = self.base_url + path
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
