@@ -51,14 +51,21 @@ class KubeStatusError(KubeError):
         self.url, self.status, self.message = url, status, message
 
 
-def status_message(content: bytes) -> str:
-    """The API server's own explanation (a ``Status`` object's message), else the body's start."""
+def json_message(content: bytes) -> str | None:
+    """The non-empty ``message`` of a JSON error object (a Kubernetes ``Status``, or Fulcio's and
+    Rekor's ``{"code": N, "message": ...}``); None when the body has none."""
     try:
         doc = json.loads(content)
         message = doc.get("message") if isinstance(doc, dict) else None
     except ValueError:
-        message = None
-    if isinstance(message, str) and message:
+        return None
+    return message if isinstance(message, str) and message else None
+
+
+def status_message(content: bytes) -> str:
+    """The API server's own explanation (a ``Status`` object's message), else the body's start."""
+    message = json_message(content)
+    if message is not None:
         return message
     return content[:200].decode("utf-8", "replace") or "(empty body)"
 

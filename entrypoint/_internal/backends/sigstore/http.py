@@ -29,12 +29,10 @@ class SigstoreServerError(SigningError):
 
 def server_reason(content: bytes) -> str:
     """Fulcio's and Rekor's errors are ``{"code": N, "message": "..."}``; else the body's start."""
-    try:
-        doc = json.loads(content)
-        message = doc.get("message") if isinstance(doc, dict) else None
-    except ValueError:
-        message = None
-    if isinstance(message, str) and message:
+    from entrypoint._internal.kube.client import json_message
+
+    message = json_message(content)
+    if message is not None:
         return message.strip().splitlines()[0][:300]
     text = content.decode("utf-8", "replace").strip()
     return (text.splitlines()[0][:300] if text else "") or "no explanation"
